@@ -1,0 +1,128 @@
+"""One error shape everywhere: ``{"error": {"code": ..., "message": ...}}``.
+
+No body ever carries a stack trace, a path, a model name or a version. Anything
+that is not an expected API error is logged by type only and answered with a
+plain 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(exceptions.APIException):
+    """An expected failure with a code and a message that tells the client what to do."""
+
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        super().__init__(detail=message, code=code)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}
+
+
+_DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
+    exceptions.NotAuthenticated: (
+        "not_authenticated",
+        "Send your API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.",
+    ),
+    exceptions.AuthenticationFailed: (
+        "authentication_failed",
+        "The API key is not valid, expired or revoked.",
+    ),
+    exceptions.MethodNotAllowed: ("method_not_allowed", "This method is not allowed here."),
+    exceptions.NotFound: ("not_found", "Nothing here."),
+    exceptions.PermissionDenied: ("permission_denied", "You may not do this."),
+    exceptions.ParseError: ("malformed_request", "The request body could not be parsed."),
+    exceptions.UnsupportedMediaType: (
+        "unsupported_media_type",
+        "Send the request as multipart/form-data.",
+    ),
+    exceptions.NotAcceptable: ("not_acceptable", "This endpoint answers application/json."),
+}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    if isinstance(exc, ApiError):
+        return _respond(exc.status_code, exc.code, exc.message, exc)
+    if isinstance(exc, exceptions.Throttled):
+        return _respond(429, "rate_limited", "Too many requests; retry later.", exc)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    if isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if isinstance(exc, RequestDataTooBig):
+        return _respond(413, "payload_too_large", "The request body is too large.", None)
+    if isinstance(exc, TooManyFieldsSent):
+        return _respond(400, "invalid_request", "The request has too many fields.", None)
+    if isinstance(exc, exceptions.ValidationError):
+        return _respond(400, "invalid_request", _first_message(exc.detail), exc)
+    if isinstance(exc, exceptions.APIException):
+        code, message = _DRF_CODES.get(type(exc), (str(exc.default_code), "Request refused."))
+        return _respond(exc.status_code, code, message, exc)
+    if isinstance(exc, redis.RedisError):
+        logger.error("backend_unavailable", extra={"error_type": type(exc).__name__})
+        return _respond(503, "backend_unavailable", "The service is busy; retry shortly.", None)
+    logger.error("unhandled_error", extra={"error_type": type(exc).__name__})
+    return _respond(500, "internal_error", "Something went wrong on our side.", None)
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        for field, value in detail.items():
+            return f"{field}: {_first_message(value)}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def _respond(
+    status_code: int, code: str, message: str, exc: exceptions.APIException | None
+) -> Response:
+    response = Response(error_body(code, message), status=status_code)
+    wait = getattr(exc, "wait", None)
+    if wait is not None:
+        response["Retry-After"] = str(max(1, int(wait + 0.999)))
+    auth_header = getattr(exc, "auth_header", None)
+    if auth_header:
+        response["WWW-Authenticate"] = auth_header
+    return response
+
+
+# --- Django-level handlers (outside DRF views) ------------------------------------
+
+
+def _json(status_code: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse(error_body(code, message), status=status_code)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return _json(status.HTTP_400_BAD_REQUEST, "invalid_request", "The request is malformed.")
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return _json(status.HTTP_403_FORBIDDEN, "permission_denied", "You may not do this.")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return _json(status.HTTP_404_NOT_FOUND, "not_found", "Nothing here; see /api/docs/.")
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    return _json(500, "internal_error", "Something went wrong on our side.")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
+    return _json(status.HTTP_403_FORBIDDEN, "csrf_failed", "CSRF check failed.")

@@ -1,0 +1,80 @@
+"""The shapes of the API: request validation and the job body of DESIGN.md section 2."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from backend.ephemeral.store import JobRecord
+
+
+class JobSubmitSerializer(serializers.Serializer):
+    image = serializers.FileField(help_text="JPEG, PNG or WebP; the type is read from the bytes.")
+    task = serializers.CharField(max_length=64, help_text="A task name from GET /api/v1/tasks.")
+    params = serializers.CharField(
+        required=False, allow_blank=True, max_length=4096, help_text="A JSON object as a string."
+    )
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ResultSerializer(serializers.Serializer):
+    url = serializers.CharField()
+    content_type = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+
+
+class MetricsSerializer(serializers.Serializer):
+    queued_ms = serializers.IntegerField(allow_null=True)
+    run_ms = serializers.IntegerField(allow_null=True)
+
+
+class JobSerializer(serializers.Serializer):
+    """Read-only: renders a ``JobRecord``; the result URL appears once it exists."""
+
+    id = serializers.UUIDField()
+    task = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=["queued", "running", "succeeded", "failed", "cancelled", "expired"]
+    )
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    error = ErrorSerializer(allow_null=True)
+    result = ResultSerializer(allow_null=True)
+    metrics = MetricsSerializer()
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        record: JobRecord = instance
+        token: str | None = self.context.get("token")
+        result = None
+        if record.status == "succeeded" and token is not None:
+            result = {
+                "url": reverse("result", kwargs={"token": token}),
+                "content_type": record.result_content_type,
+                "expires_at": _iso(record.result_expires_at),
+            }
+        error = None
+        if record.status in {"failed", "expired"} and record.error_code:
+            error = {"code": record.error_code, "message": record.error_message or ""}
+        return {
+            "id": record.id,
+            "task": record.task,
+            "status": record.status,
+            "created_at": _iso(record.created_at),
+            "expires_at": _iso(record.expires_at),
+            "error": error,
+            "result": result,
+            "metrics": {"queued_ms": record.queued_ms, "run_ms": record.run_ms},
+        }

@@ -1,0 +1,109 @@
+"""HTTP views of API v1: each validates, calls one service, and serializes."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from django.conf import settings
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backend.api.prefer import requested_wait
+from backend.api.serializers import JobSerializer, JobSubmitSerializer
+from backend.clients.models import ApiClient
+from backend.ephemeral import store
+from backend.jobs import services
+from workers.registry import all_specs
+
+PREFER = OpenApiParameter(
+    "Prefer", str, OpenApiParameter.HEADER, description="wait=N (N <= 60): wait for the job to end"
+)
+
+
+def api_client(request: Request) -> ApiClient:
+    """The authenticated client: ``ApiKeyAuthentication`` puts it in ``request.user``."""
+    return cast(ApiClient, request.user)
+
+
+def job_response(record: store.JobRecord, *, status_code: int, wait: int = 0) -> Response:
+    token = store.reveal_token(record) if record.status == "succeeded" else None
+    response = Response(
+        JobSerializer(record, context={"token": token}).data,
+        status=status_code,
+        headers={"Cache-Control": "no-store", "Location": f"/api/v1/jobs/{record.id}"},
+    )
+    if wait:
+        response["Preference-Applied"] = f"wait={wait}"
+    return response
+
+
+class JobCreateView(APIView):
+    @extend_schema(
+        request={"multipart/form-data": JobSubmitSerializer},
+        parameters=[PREFER],
+        responses={201: JobSerializer, 202: JobSerializer},
+        summary="Submit a photo to a task",
+    )
+    def post(self, request: Request) -> Response:
+        form = JobSubmitSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        record = services.job_submit(
+            client=api_client(request),
+            task=form.validated_data["task"],
+            params_text=form.validated_data.get("params"),
+            image=form.validated_data["image"].read(),
+        )
+        wait = requested_wait(request)
+        if wait:
+            record = services.job_get(client=api_client(request), job_id=record.id, wait=wait)
+        code = status.HTTP_201_CREATED if record.terminal else status.HTTP_202_ACCEPTED
+        return job_response(record, status_code=code, wait=wait)
+
+
+class JobDetailView(APIView):
+    @extend_schema(parameters=[PREFER], responses={200: JobSerializer}, summary="Poll a job")
+    def get(self, request: Request, job_id: str) -> Response:
+        wait = requested_wait(request)
+        record = services.job_get(client=api_client(request), job_id=job_id, wait=wait)
+        return job_response(record, status_code=status.HTTP_200_OK, wait=wait)
+
+    @extend_schema(responses={204: None}, summary="Delete everything about a job now")
+    def delete(self, request: Request, job_id: str) -> Response:
+        services.job_delete(client=api_client(request), job_id=job_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ResultView(APIView):
+    @extend_schema(
+        responses={200: OpenApiResponse(description="the result bytes")},
+        summary="Download a result, once",
+    )
+    def get(self, request: Request, token: str) -> HttpResponse:
+        download = services.result_take(client=api_client(request), token=token)
+        response = HttpResponse(download.data, content_type=download.content_type)
+        response["Cache-Control"] = "no-store"
+        response["Content-Disposition"] = "attachment"
+        return response
+
+
+class TaskCatalogueView(APIView):
+    @extend_schema(summary="The tasks on offer, their params and limits")
+    def get(self, request: Request) -> Response:
+        tasks = [
+            {
+                "name": spec.name,
+                "description": spec.description,
+                "params_schema": spec.params_schema,
+                "output": "application/json" if spec.output == "json" else "image",
+                "accepted_formats": list(spec.accepted_formats),
+                "max_bytes": settings.EPHEMERA_MAX_UPLOAD_BYTES,
+                "max_pixels": settings.EPHEMERA_MAX_PIXELS,
+                "max_side": settings.EPHEMERA_MAX_SIDE,
+            }
+            for spec in all_specs().values()
+        ]
+        return Response({"tasks": tasks})

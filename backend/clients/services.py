@@ -1,0 +1,59 @@
+"""Issuing, checking and revoking API keys."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from backend.clients.models import ApiClient, ApiKey, Tier, hash_secret
+
+KEY_PATTERN = re.compile(r"^ek_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
+#: Record last use at most this often, so a busy key does not write on every request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@transaction.atomic
+def api_key_create(
+    *, name: str, tier: str = Tier.FREE, label: str = "", expires_at: datetime | None = None
+) -> tuple[ApiKey, str]:
+    """Issue a key for the client called ``name``, creating the client if needed."""
+    if tier not in Tier.values:
+        raise ValueError(f"unknown tier {tier!r}; use one of {', '.join(Tier.values)}")
+    client, created = ApiClient.objects.get_or_create(name=name, defaults={"tier": tier})
+    if not created and client.tier != tier:
+        client.tier = tier
+        client.save(update_fields=["tier"])
+    return ApiKey.issue(client=client, label=label, expires_at=expires_at)
+
+
+def api_key_authenticate(*, presented: str) -> tuple[ApiClient, ApiKey] | None:
+    """The client and key for a presented key, or None for any kind of miss.
+
+    Unknown prefix, wrong secret, revoked, expired and inactive all look the same
+    to the caller, so the answer tells an attacker nothing about which it was.
+    """
+    match = KEY_PATTERN.match(presented)
+    if match is None:
+        return None
+    prefix, secret = match.groups()
+    key = ApiKey.objects.select_related("client").filter(prefix=prefix).first()
+    expected = key.secret_hash if key else hash_secret("")
+    if not hmac.compare_digest(expected, hash_secret(secret)) or key is None:
+        return None
+    now = timezone.now()
+    if not key.is_usable(now) or not key.client.is_active:
+        return None
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key.client, key
+
+
+def api_key_revoke(*, prefix: str) -> ApiKey:
+    """Revoke at once: the next request with this key is refused."""
+    key = ApiKey.objects.get(prefix=prefix)
+    key.revoke()
+    return key

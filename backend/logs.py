@@ -1,0 +1,86 @@
+"""JSON log lines that never carry a photo, a key, a token, a raw id or an IP.
+
+Callers log hashed ids (``hashed_id``) so one job can be followed across the
+web and worker logs without the log revealing which job it was. The redacting
+filter is the last line of defence for anything that slips through, including
+third-party messages (Celery, gunicorn, Django).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from functools import cache
+from typing import Any
+
+API_KEY_PATTERN = re.compile(r"\bek_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{16,}")
+TOKEN_PATTERN = re.compile(r"\brt_[A-Za-z0-9_-]{16,}")
+UUID_PATTERN = re.compile(
+    r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
+)
+IPV4_PATTERN = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
+BEARER_PATTERN = re.compile(r"(?i)\b(bearer|x-api-key:?)\s+\S+")
+
+_STANDARD_ATTRS = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+)
+
+
+@cache
+def _hash_key() -> bytes:
+    from django.conf import settings
+
+    return hmac.new(settings.SECRET_KEY.encode(), b"ephemera/log-id", hashlib.sha256).digest()
+
+
+def hashed_id(value: str) -> str:
+    """A stable, non-reversible stand-in for an id: the same in web and worker logs."""
+    return hmac.new(_hash_key(), value.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def redact(text: str) -> str:
+    text = API_KEY_PATTERN.sub("[api-key]", text)
+    text = TOKEN_PATTERN.sub("[token]", text)
+    text = BEARER_PATTERN.sub(r"\1 [redacted]", text)
+    text = UUID_PATTERN.sub(lambda match: f"id:{hashed_id(match.group(0).lower())}", text)
+    return IPV4_PATTERN.sub("[ip]", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites the message and string extras of every record before output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD_ATTRS and isinstance(value, str):
+                setattr(record, key, redact(value))
+        if record.exc_info and record.exc_info[1] is not None:
+            # Tracebacks can quote local values; keep the type and a redacted text.
+            exc = record.exc_info[1]
+            record.exc_text = redact(f"{type(exc).__name__}: {exc}")
+            record.exc_info = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                line[key] = value if isinstance(value, int | float | bool | None) else str(value)
+        if record.exc_text:
+            line["error"] = record.exc_text
+        elif record.exc_info and record.exc_info[1] is not None:
+            line["error"] = redact(type(record.exc_info[1]).__name__)
+        return json.dumps(line, ensure_ascii=False)

@@ -1,0 +1,195 @@
+"""Settings for every Ephemera process, read only from the environment.
+
+``EPHEMERA_ENV=production`` makes every secret mandatory; in development the
+missing ones are generated once into ``var/secrets/`` (mode 0600).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from backend.devsecrets import dev_secret
+from backend.env import ConfigError, envbool, envint, envkey32, envlist, envsecret, envstr
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(envstr("EPHEMERA_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
+
+EPHEMERA_ENV = envstr("EPHEMERA_ENV", "development")
+if EPHEMERA_ENV not in {"development", "production"}:
+    raise ConfigError(f"EPHEMERA_ENV={EPHEMERA_ENV!r}: use development or production")
+PRODUCTION = EPHEMERA_ENV == "production"
+
+
+def _secret(name: str, *, nbytes: int = 32) -> str:
+    value = envsecret(name)
+    if value is not None:
+        return value
+    if PRODUCTION:
+        raise ConfigError(f"{name} is required in production (set it or {name}_FILE)")
+    return dev_secret(VAR_DIR, name, nbytes=nbytes)
+
+
+SECRET_KEY = _secret("DJANGO_SECRET_KEY", nbytes=48)
+DEBUG = envbool("DJANGO_DEBUG", default=False)
+if PRODUCTION and DEBUG:
+    raise ConfigError("DJANGO_DEBUG must be off in production: it leaks internals in errors")
+ALLOWED_HOSTS = envlist(
+    "DJANGO_ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
+
+# --- Ephemera --------------------------------------------------------------
+REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6380/0") or ""
+#: ``kid:base64-32-bytes`` entries; the first encrypts, all decrypt.
+EPHEMERA_KEYS = envsecret("EPHEMERA_KEYS") or (
+    "" if PRODUCTION else f"dev1:{dev_secret(VAR_DIR, 'EPHEMERA_KEY_dev1')}"
+)
+if not EPHEMERA_KEYS:
+    raise ConfigError("EPHEMERA_KEYS is required in production: kid:base64-32-bytes[,...]")
+EPHEMERA_INPUT_TTL = envint("EPHEMERA_INPUT_TTL", 300, minimum=10)
+EPHEMERA_RESULT_TTL = envint("EPHEMERA_RESULT_TTL", 600, minimum=10)
+#: How long the small status record of a job outlives its result.
+EPHEMERA_RECORD_GRACE = envint("EPHEMERA_RECORD_GRACE", 300, minimum=0)
+EPHEMERA_MAX_UPLOAD_BYTES = envint("EPHEMERA_MAX_UPLOAD_BYTES", 15 * 1024 * 1024, minimum=1024)
+EPHEMERA_MAX_PIXELS = envint("EPHEMERA_MAX_PIXELS", 40_000_000, minimum=1)
+EPHEMERA_MAX_SIDE = envint("EPHEMERA_MAX_SIDE", 2048, minimum=16)
+EPHEMERA_MAX_WAIT = 60
+EPHEMERA_MODEL_DIR = Path(envstr("EPHEMERA_MODEL_DIR", str(VAR_DIR / "models")) or "")
+EPHEMERA_MODEL_KEY = envkey32("EPHEMERA_MODEL_KEY")
+#: Soft and hard time limits of one job, in seconds.
+EPHEMERA_TASK_SOFT_LIMIT = envint("EPHEMERA_TASK_SOFT_LIMIT", 100, minimum=1)
+EPHEMERA_TASK_HARD_LIMIT = envint("EPHEMERA_TASK_HARD_LIMIT", 120, minimum=2)
+if EPHEMERA_TASK_HARD_LIMIT <= EPHEMERA_TASK_SOFT_LIMIT:
+    raise ConfigError("EPHEMERA_TASK_HARD_LIMIT must be above EPHEMERA_TASK_SOFT_LIMIT")
+#: Replace each worker child after one job, so no child ever holds two people's photos.
+EPHEMERA_ISOLATE_JOBS = envbool("EPHEMERA_ISOLATE_JOBS", default=True)
+WORKER_CONCURRENCY = envint("WORKER_CONCURRENCY", 0, minimum=0) or None
+
+# --- Django ---------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "backend.clients",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "backend.urls"
+WSGI_APPLICATION = "backend.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        envstr("DATABASE_URL", f"sqlite:///{VAR_DIR / 'ephemera.sqlite3'}") or "",
+        conn_max_age=60,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+# Served by whitenoise straight from the installed apps: no collectstatic step,
+# and the root filesystem can stay read-only.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+
+# Uploads stay in memory at every size: no temporary file ever holds a photo.
+FILE_UPLOAD_HANDLERS = ["backend.api.uploads.MemoryOnlyUploadHandler"]
+FILE_UPLOAD_MAX_MEMORY_SIZE = EPHEMERA_MAX_UPLOAD_BYTES
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 20
+DATA_UPLOAD_MAX_NUMBER_FILES = 1
+
+# --- Security headers -----------------------------------------------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "no-referrer"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = envint("EPHEMERA_HSTS_SECONDS", 31536000 if PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+if envbool("EPHEMERA_BEHIND_TLS_PROXY", default=PRODUCTION):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- REST framework -------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["backend.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "backend.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Ephemera API",
+    "DESCRIPTION": "Upload a portrait, get it transformed once; nothing is kept.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Logging --------------------------------------------------------------
+LOG_LEVEL = envstr("LOG_LEVEL", "INFO") or "INFO"
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "backend.logs.RedactingFilter"}},
+    "formatters": {"json": {"()": "backend.logs.JsonFormatter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["redact"],
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        # Request logs would carry paths with job ids and result tokens.
+        "django.request": {"level": "ERROR"},
+        "django.server": {"level": "ERROR"},
+    },
+}
+CSRF_FAILURE_VIEW = "backend.api.errors.csrf_failure"

@@ -1,0 +1,185 @@
+"""Shared fixtures: the session's real Redis, a real Celery worker, API personas, photos.
+
+Personas: Alice owns the jobs under test, Bob is another client who must see
+none of them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import redis
+from rest_framework.test import APIClient
+
+from backend.clients.services import api_key_create
+from backend.ephemeral import store
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def redis_conn() -> Iterator[redis.Redis]:
+    """The session's Redis; every key of ours is removed after each test."""
+    conn = store.client()
+    yield conn
+    for key in conn.scan_iter(match="eph:*", count=1000):
+        conn.delete(key)
+
+
+@dataclass
+class Persona:
+    name: str
+    key: str
+    api: APIClient
+
+
+def make_persona(name: str, tier: str = "standard") -> Persona:
+    _, key = api_key_create(name=name, tier=tier)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return Persona(name=name, key=key, api=api)
+
+
+@pytest.fixture
+def alice(db: None, redis_conn: redis.Redis) -> Persona:
+    return make_persona("alice")
+
+
+@pytest.fixture
+def bob(db: None, redis_conn: redis.Redis) -> Persona:
+    return make_persona("bob")
+
+
+# --- Photos ------------------------------------------------------------------------
+
+
+def exif_segment(text: str) -> bytes:
+    """An APP1 Exif segment whose ImageDescription (0x010E) holds ``text``."""
+    value = text.encode() + b"\x00"
+    # Big-endian TIFF: header, one IFD with one entry, next-IFD 0, then the string.
+    ifd_offset = 8
+    string_offset = ifd_offset + 2 + 12 + 4
+    tiff = b"MM\x00*" + struct.pack(">I", ifd_offset)
+    tiff += struct.pack(">H", 1) + struct.pack(">HHII", 0x010E, 2, len(value), string_offset)
+    tiff += struct.pack(">I", 0) + value
+    payload = b"Exif\x00\x00" + tiff
+    return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+
+
+def jpeg_with_exif(image: np.ndarray, text: str, quality: int = 90) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    data = encoded.tobytes()
+    return data[:2] + exif_segment(text) + data[2:]
+
+
+def portrait(size: tuple[int, int] | None = None) -> np.ndarray:
+    """The astronaut portrait scikit-image ships, as BGR, optionally resized (w, h)."""
+    from skimage import data
+
+    image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    if size is not None:
+        image = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+    return image
+
+
+@dataclass
+class Upload:
+    data: bytes
+    canary: str
+
+
+@pytest.fixture
+def canary_jpeg() -> Upload:
+    """A real photo carrying a unique marker in its EXIF."""
+    canary = f"canary-{uuid.uuid4().hex}"
+    return Upload(data=jpeg_with_exif(portrait(), canary), canary=canary)
+
+
+# --- A real worker process -------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def children(self) -> list[int]:
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False
+        )
+        return [int(pid) for pid in out.stdout.split()]
+
+
+def start_worker(log_path: Path, *, extra_env: dict[str, str] | None = None) -> Worker:
+    env = {**os.environ, **(extra_env or {})}
+    health_dir = Path(env["EPHEMERA_HEALTH_DIR"])
+    ready = health_dir / "worker.ready"
+    ready.unlink(missing_ok=True)
+    handle = log_path.open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "--app",
+            "workers.celery_app:app",
+            "worker",
+            "--queues",
+            "jobs,maintenance",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            f"test-{uuid.uuid4().hex[:6]}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"worker did not start:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.2)
+    # The pool forks its children after the models load; give them a moment.
+    time.sleep(1.0)
+    return Worker(proc=proc, log_path=log_path)
+
+
+def stop_worker(worker: Worker) -> None:
+    if worker.proc.poll() is None:
+        worker.proc.send_signal(signal.SIGTERM)
+        try:
+            worker.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.proc.kill()
+            worker.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """One real Celery worker for the session, on the session's Redis."""
+    running = start_worker(tmp_path_factory.mktemp("worker") / "worker.log")
+    yield running
+    stop_worker(running)

@@ -1,0 +1,34 @@
+"""Small helpers for tests that drive the real API and the real worker."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rest_framework.test import APIClient
+
+from workers.celery_app import app
+
+
+def submit(api: APIClient, data: bytes, task: str = "cartoonize", **extra: Any) -> Any:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    payload: dict[str, Any] = {"image": SimpleUploadedFile("photo.jpg", data), "task": task}
+    payload.update(extra.pop("form", {}))
+    return api.post("/api/v1/jobs", payload, format="multipart", **extra)
+
+
+def wait_for(api: APIClient, job_id: str, timeout: int = 60) -> dict[str, Any]:
+    response = api.get(f"/api/v1/jobs/{job_id}", HTTP_PREFER=f"wait={timeout}")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def pause_consumers(worker_name: str | None = None) -> None:
+    """Stop the worker taking jobs, so a job stays queued (remote control, for real)."""
+    app.control.cancel_consumer("jobs", reply=True, timeout=5)
+
+
+def resume_consumers() -> None:
+    app.control.add_consumer("jobs", reply=True, timeout=5)
+    time.sleep(0.3)

@@ -1,0 +1,44 @@
+"""A worker that dies mid-job never leaves the job `running`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from backend.ephemeral import store
+from tests.conftest import Persona, Worker, jpeg_with_exif, portrait
+from tests.integration.helpers import submit, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def wait_until_running(job_id: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while store.get_job(job_id).status == "queued":
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.02)
+
+
+def test_a_job_whose_worker_child_is_killed_ends_failed_worker_lost(
+    alice: Persona, worker: Worker
+) -> None:
+    big = jpeg_with_exif(portrait((2048, 2048)), "big")
+    job_id = submit(alice.api, big, form={"params": '{"smoothing": 5}'}).json()["id"]
+    wait_until_running(job_id)
+    children = worker.children()
+    assert children, "the worker has no pool child"
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+
+    job = wait_for(alice.api, job_id)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "worker_lost"
+    assert not store.client().exists(store.input_key(job_id))
+    assert not list(store.client().scan_iter(match="eph:res:*"))
+
+    # The worker replaced its child and goes on with the next job.
+    small = jpeg_with_exif(portrait((256, 256)), "small")
+    assert wait_for(alice.api, submit(alice.api, small).json()["id"])["status"] == "succeeded"

@@ -1,0 +1,99 @@
+"""What a worker does with one job id, as a plain function.
+
+claim (queued -> running, input taken with GETDEL) -> decrypt -> decode ->
+model -> encode without metadata -> seal under a new data key -> publish a
+single-use token. Every failure ends the job ``failed`` with a code; the input
+is already gone by then, because the claim took it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Literal, cast
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from backend.ephemeral import store
+from backend.ephemeral.crypto import DecryptionError
+from backend.imaging import ImageRejected, sniff
+from backend.logs import hashed_id
+from workers import imaging, runtime
+from workers.registry import TaskFailed, get_spec
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["succeeded", "failed", "cancelled", "skipped"]
+
+
+class JobError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def process_job(job_id: str) -> Outcome:
+    """Run one job end to end. Safe to call for any id, any number of times."""
+    log = {"job": hashed_id(job_id)}
+    try:
+        claim = store.claim_job(job_id)
+    except DecryptionError:
+        store.fail_job(
+            job_id, code="integrity_error", message="The upload failed its integrity check."
+        )
+        logger.error("job_input_integrity_error", extra=log)
+        return "failed"
+    if claim.outcome != "claimed" or claim.image is None:
+        logger.info("job_not_claimed", extra={**log, "outcome": claim.outcome})
+        return "skipped"
+    record = store.get_job(job_id)
+    if record is None or record.status != "running":
+        return "cancelled"
+    log["task"] = record.task
+    started = time.perf_counter()
+    try:
+        data, content_type = _transform(claim.image, task=record.task, params=record.params)
+    except JobError as exc:
+        store.fail_job(job_id, code=exc.code, message=exc.message)
+        logger.info("job_failed", extra={**log, "code": exc.code})
+        return "failed"
+    run_ms = round((time.perf_counter() - started) * 1000)
+    token = store.publish_result(job_id, data=data, content_type=content_type, run_ms=run_ms)
+    if token is None:
+        logger.info("job_cancelled_while_running", extra=log)
+        return "cancelled"
+    logger.info("job_succeeded", extra={**log, "run_ms": run_ms, "bytes_out": len(data)})
+    return "succeeded"
+
+
+def _transform(image: bytes, *, task: str, params: dict[str, Any]) -> tuple[bytes, str]:
+    spec = get_spec(task)
+    if spec is None:
+        raise JobError("unknown_task", "This task is no longer offered.")
+    try:
+        header = sniff(image, max_pixels=settings.EPHEMERA_MAX_PIXELS)
+        array = imaging.decode(image, header)
+        del image
+        if spec.downscale_input:
+            array = imaging.fit_within(array, settings.EPHEMERA_MAX_SIDE)
+        output = runtime.runner(task)(array, params)
+        del array
+        if spec.output == "json":
+            return json.dumps(output, separators=(",", ":")).encode(), "application/json"
+        fmt = cast(Literal["jpeg", "png", "webp"], header.format)
+        return imaging.encode(cast(Any, output), fmt)
+    except ImageRejected as exc:
+        raise JobError(exc.code, exc.message) from None
+    except TaskFailed as exc:
+        raise JobError(exc.code, exc.message) from None
+    except SoftTimeLimitExceeded:
+        raise JobError("time_limit", "The job ran out of time; try a smaller photo.") from None
+    except MemoryError:
+        raise JobError("out_of_memory", "The job ran out of memory; try a smaller photo.") from None
+    except Exception as exc:
+        # Log the type only: an exception's text can quote the data it choked on.
+        logger.error("job_internal_error", extra={"task": task, "error_type": type(exc).__name__})
+        raise JobError("internal_error", "The job failed on our side.") from None

@@ -1,0 +1,72 @@
+"""Celery tasks: thin adapters that take an id, call a function and own retries.
+
+Messages carry the job id only; ``argsrepr`` shows a hashed id, so Flower and
+the worker's own logs never display even that.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from billiard.einfo import ExceptionInfo
+from billiard.exceptions import TimeLimitExceeded, WorkerLostError
+from celery import Task, signals
+
+from backend.ephemeral import store
+from backend.logs import hashed_id
+from workers import health, runtime, sweeper
+from workers.celery_app import app
+from workers.pipeline import process_job
+
+logger = logging.getLogger(__name__)
+
+#: A message whose worker died this many times before claiming it ends `failed`.
+MAX_DELIVERIES = 3
+
+
+class JobTask(Task):
+    """Ends the job when the worker's parent sees the child fail from outside.
+
+    A hard time limit or a killed child never returns from ``process_job``; the
+    parent process calls ``on_failure`` and the job is failed here, with a code.
+    """
+
+    def on_failure(
+        self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: ExceptionInfo
+    ) -> None:
+        job_id = args[0] if args else None
+        if not isinstance(job_id, str):
+            return
+        if isinstance(exc, TimeLimitExceeded):
+            store.fail_job(
+                job_id, code="time_limit", message="The job ran out of time; try a smaller photo."
+            )
+        elif isinstance(exc, WorkerLostError):
+            store.record_lost_delivery(job_id, max_deliveries=MAX_DELIVERIES)
+        logger.warning(
+            "job_worker_failure", extra={"job": hashed_id(job_id), "error_type": type(exc).__name__}
+        )
+
+
+@app.task(name="workers.run_job", base=JobTask, ignore_result=True, acks_late=True)
+def run_job(job_id: str) -> None:
+    process_job(job_id)
+
+
+@app.task(name="workers.sweep", ignore_result=True)
+def sweep() -> None:
+    counts = sweeper.sweep()
+    logger.info("sweep_done", extra=counts)
+
+
+@signals.worker_init.connect
+def _load_models(**_: Any) -> None:
+    # In the parent, before the pool forks: children inherit loaded weights.
+    runtime.load_all()
+    health.mark_ready()
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(**_: Any) -> None:
+    health.start_heartbeat()

@@ -85,3 +85,14 @@ def envkey32(name: str) -> bytes | None:
     if len(key) != 32:
         raise ConfigError(f"{name} must decode to 32 bytes, not {len(key)}")
     return key
+
+
+def parse_tier_numbers(text: str, name: str) -> dict[str, int]:
+    """``tier:number,...`` into a dict; every number a non-negative integer."""
+    numbers: dict[str, int] = {}
+    for entry in (part.strip() for part in text.split(",") if part.strip()):
+        tier, sep, value = entry.partition(":")
+        if not sep or not value.strip().isdigit():
+            raise ConfigError(f"{name}: {entry!r} is not tier:number")
+        numbers[tier.strip()] = int(value)
+    return numbers

@@ -11,7 +11,16 @@ from pathlib import Path
 import dj_database_url
 
 from backend.devsecrets import dev_secret
-from backend.env import ConfigError, envbool, envint, envkey32, envlist, envsecret, envstr
+from backend.env import (
+    ConfigError,
+    envbool,
+    envint,
+    envkey32,
+    envlist,
+    envsecret,
+    envstr,
+    parse_tier_numbers,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("EPHEMERA_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
@@ -41,6 +50,11 @@ ALLOWED_HOSTS = envlist(
 
 # --- Ephemera --------------------------------------------------------------
 REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6380/0") or ""
+#: With ``REDIS_URL=sentinel://:PASSWORD@host:26379[;sentinel://...]/0``: the
+#: name of the master the Sentinels watch.
+REDIS_SENTINEL_MASTER = envstr("REDIS_SENTINEL_MASTER")
+if REDIS_URL.startswith("sentinel://") and not REDIS_SENTINEL_MASTER:
+    raise ConfigError("REDIS_URL is a sentinel:// URL: set REDIS_SENTINEL_MASTER too")
 #: ``kid:base64-32-bytes`` entries; the first encrypts, all decrypt.
 EPHEMERA_KEYS = envsecret("EPHEMERA_KEYS") or (
     "" if PRODUCTION else f"dev1:{dev_secret(VAR_DIR, 'EPHEMERA_KEY_dev1')}"
@@ -62,6 +76,34 @@ EPHEMERA_TASK_SOFT_LIMIT = envint("EPHEMERA_TASK_SOFT_LIMIT", 100, minimum=1)
 EPHEMERA_TASK_HARD_LIMIT = envint("EPHEMERA_TASK_HARD_LIMIT", 120, minimum=2)
 if EPHEMERA_TASK_HARD_LIMIT <= EPHEMERA_TASK_SOFT_LIMIT:
     raise ConfigError("EPHEMERA_TASK_HARD_LIMIT must be above EPHEMERA_TASK_SOFT_LIMIT")
+# --- Abuse controls (all counters live in Redis, shared by every web replica) ---
+#: Submits per minute per client, by tier; 0 means no limit.
+EPHEMERA_TIER_RATES = parse_tier_numbers(
+    envstr("EPHEMERA_TIER_RATES", "free:10,standard:120,unlimited:0") or "", "EPHEMERA_TIER_RATES"
+)
+#: Jobs queued or running at once per client, by tier; 0 means no limit.
+EPHEMERA_TIER_IN_FLIGHT = parse_tier_numbers(
+    envstr("EPHEMERA_TIER_IN_FLIGHT", "free:4,standard:16,unlimited:0") or "",
+    "EPHEMERA_TIER_IN_FLIGHT",
+)
+#: Requests per minute from one IP address to the API, authenticated or not.
+EPHEMERA_IP_RATE = envint("EPHEMERA_IP_RATE", 300, minimum=0)
+#: Rejected uploads in a row that block the client and the IP, and for how long.
+EPHEMERA_BLOCK_AFTER = envint("EPHEMERA_BLOCK_AFTER", 3, minimum=1)
+EPHEMERA_BLOCK_SECONDS = envint("EPHEMERA_BLOCK_SECONDS", 3600, minimum=1)
+#: Proxies whose X-Forwarded-For is believed (IPs or CIDRs); nobody else's is.
+EPHEMERA_TRUSTED_PROXIES = envlist("EPHEMERA_TRUSTED_PROXIES", [])
+#: Origins allowed to call the API from a browser; none by default.
+EPHEMERA_CORS_ORIGINS = envlist("EPHEMERA_CORS_ORIGINS", [])
+#: When set, /metrics wants ``Authorization: Bearer <token>``.
+EPHEMERA_METRICS_TOKEN = envsecret("EPHEMERA_METRICS_TOKEN")
+#: Address-space ceiling of each worker child (RLIMIT_AS), in MiB; 0 disables.
+EPHEMERA_WORKER_MEMORY_MB = envint("EPHEMERA_WORKER_MEMORY_MB", 6144, minimum=0)
+
+#: Flower's ``user:password``; read here only so the privacy audit can check it.
+FLOWER_BASIC_AUTH = envsecret("FLOWER_BASIC_AUTH")
+#: Days the audit log keeps its (content-free) events.
+EPHEMERA_AUDIT_RETENTION_DAYS = envint("EPHEMERA_AUDIT_RETENTION_DAYS", 30, minimum=1)
 #: Replace each worker child after one job, so no child ever holds two people's photos.
 EPHEMERA_ISOLATE_JOBS = envbool("EPHEMERA_ISOLATE_JOBS", default=True)
 WORKER_CONCURRENCY = envint("WORKER_CONCURRENCY", 0, minimum=0) or None
@@ -78,10 +120,12 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "backend.clients",
+    "backend.audit",
     "workers",
 ]
 
 MIDDLEWARE = [
+    "backend.api.middleware.PlatformHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -90,6 +134,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "backend.api.middleware.ApiGuardMiddleware",
 ]
 
 ROOT_URLCONF = "backend.urls"
@@ -157,6 +202,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "backend.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["backend.api.throttling.BlockedClientThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Ephemera API",

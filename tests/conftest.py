@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -31,11 +32,18 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def redis_conn() -> Iterator[redis.Redis]:
-    """The session's Redis; every key of ours is removed after each test."""
+    """The session's Redis; every key of ours is removed before and after each test."""
     conn = store.client()
+    clean_ours(conn)
     yield conn
-    for key in conn.scan_iter(match="eph:*", count=1000):
-        conn.delete(key)
+    clean_ours(conn)
+
+
+def clean_ours(conn: redis.Redis) -> None:
+    """Remove job data and operational state (rate limits, blocks); leave Celery's keys."""
+    for pattern in ("eph:*", "ephops:*"):
+        for key in conn.scan_iter(match=pattern, count=1000):
+            conn.delete(key)
 
 
 @dataclass
@@ -115,6 +123,7 @@ def canary_jpeg() -> Upload:
 class Worker:
     proc: subprocess.Popen[bytes]
     log_path: Path
+    hostname: str
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -126,11 +135,26 @@ class Worker:
         return [int(pid) for pid in out.stdout.split()]
 
 
+def migrate_worker_database(env: dict[str, str]) -> None:
+    """The worker writes audit events: give it a migrated database of its own."""
+    path = Path(env["DATABASE_URL"].removeprefix("sqlite:///"))
+    if not path.exists():
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput"],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+
+
 def start_worker(log_path: Path, *, extra_env: dict[str, str] | None = None) -> Worker:
     env = {**os.environ, **(extra_env or {})}
+    migrate_worker_database(env)
     health_dir = Path(env["EPHEMERA_HEALTH_DIR"])
     ready = health_dir / "worker.ready"
     ready.unlink(missing_ok=True)
+    hostname = f"test-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
     handle = log_path.open("wb")
     proc = subprocess.Popen(
         [
@@ -147,7 +171,7 @@ def start_worker(log_path: Path, *, extra_env: dict[str, str] | None = None) -> 
             "--loglevel",
             "INFO",
             "--hostname",
-            f"test-{uuid.uuid4().hex[:6]}@%h",
+            hostname,
             "--without-gossip",
             "--without-mingle",
         ],
@@ -164,7 +188,7 @@ def start_worker(log_path: Path, *, extra_env: dict[str, str] | None = None) -> 
         time.sleep(0.2)
     # The pool forks its children after the models load; give them a moment.
     time.sleep(1.0)
-    return Worker(proc=proc, log_path=log_path)
+    return Worker(proc=proc, log_path=log_path, hostname=hostname)
 
 
 def stop_worker(worker: Worker) -> None:

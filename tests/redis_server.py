@@ -73,6 +73,9 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     # Fresh development secrets for this session, shared with the worker it starts.
     os.environ["EPHEMERA_VAR_DIR"] = str(workdir / "var")
     os.environ["EPHEMERA_HEALTH_DIR"] = str(workdir / "health")
+    # Worker processes write audit events to this file database (migrated when
+    # the first worker starts); the tests' own Django uses its in-memory test DB.
+    os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'worker.sqlite3'}"
     os.environ.setdefault("EPHEMERA_MODEL_DIR", str(REPO / "var" / "models"))
     os.environ.pop("EPHEMERA_KEYS", None)
     os.environ.pop("DJANGO_SECRET_KEY", None)

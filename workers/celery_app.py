@@ -18,16 +18,26 @@ django.setup()
 from celery import Celery  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from backend.ephemeral.store import sentinel_config  # noqa: E402
 from backend.logs import hashed_id  # noqa: E402
+
+
+def _transport_options() -> dict[str, object]:
+    # Kombu re-delivers a message whose worker vanished after the visibility
+    # timeout; it must outlast the hard time limit, or a live job would run twice.
+    options: dict[str, object] = {"visibility_timeout": settings.EPHEMERA_TASK_HARD_LIMIT + 60}
+    if settings.REDIS_URL.startswith("sentinel://"):
+        options["master_name"] = settings.REDIS_SENTINEL_MASTER
+        options["sentinel_kwargs"] = {"password": sentinel_config(settings.REDIS_URL).password}
+    return options
+
 
 app = Celery("ephemera")
 app.conf.update(
     broker_url=settings.REDIS_URL,
     broker_connection_retry_on_startup=True,
     broker_connection_timeout=3,
-    # Kombu re-delivers a message whose worker vanished after the visibility
-    # timeout; it must outlast the hard time limit, or a live job would run twice.
-    broker_transport_options={"visibility_timeout": settings.EPHEMERA_TASK_HARD_LIMIT + 60},
+    broker_transport_options=_transport_options(),
     # No result backend: the job's outcome lives in the job record, and a task
     # result would be one more copy of something about the job.
     result_backend=None,
@@ -50,9 +60,23 @@ app.conf.update(
     worker_send_task_events=True,
     task_send_sent_event=True,
     task_default_queue="jobs",
-    task_routes={"workers.sweep": {"queue": "maintenance"}},
+    task_routes={
+        "workers.sweep": {"queue": "maintenance"},
+        "workers.privacy_audit": {"queue": "maintenance"},
+        "workers.audit_purge": {"queue": "maintenance"},
+    },
     beat_schedule={
         "sweep": {"task": "workers.sweep", "schedule": 60.0, "options": {"expires": 55}},
+        "privacy-audit": {
+            "task": "workers.privacy_audit",
+            "schedule": 300.0,
+            "options": {"expires": 290},
+        },
+        "audit-purge": {
+            "task": "workers.audit_purge",
+            "schedule": 24 * 3600.0,
+            "options": {"expires": 3600},
+        },
     },
     include=["workers.tasks"],
 )

@@ -7,6 +7,7 @@ process (a liveness probe). ``python -m workers.healthcheck`` reads them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -29,10 +30,16 @@ def mark_ready() -> None:
     _touch(HEARTBEAT_FILE)
 
 
-def start_heartbeat() -> None:
+def start_heartbeat(hostname: str) -> None:
+    """Touch the liveness file, and tell Redis this worker is up (for metrics)."""
+    from backend.ephemeral import store
+
     def beat() -> None:
         while True:
             _touch(HEARTBEAT_FILE)
+            # Liveness must not depend on Redis: a failed write is simply skipped.
+            with contextlib.suppress(Exception):
+                store.client().set(f"ephops:worker:{hostname}", b"1", ex=HEARTBEAT_SECONDS * 3)
             time.sleep(HEARTBEAT_SECONDS)
 
     threading.Thread(target=beat, name="ephemera-heartbeat", daemon=True).start()

@@ -16,11 +16,14 @@ from typing import Any, Literal, cast
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
+from backend import metrics
+from backend.audit.services import audit_record
 from backend.ephemeral import store
 from backend.ephemeral.crypto import DecryptionError
 from backend.imaging import ImageRejected, sniff
 from backend.logs import hashed_id
 from workers import imaging, runtime
+from workers.imaging import cv2  # imported there after OpenCV's own pixel limits are set
 from workers.registry import TaskFailed, get_spec
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,9 @@ def process_job(job_id: str) -> Outcome:
         return "failed"
     if claim.outcome != "claimed" or claim.image is None:
         logger.info("job_not_claimed", extra={**log, "outcome": claim.outcome})
+        if claim.outcome in {"lost", "input_expired"}:
+            status = "failed" if claim.outcome == "lost" else "expired"
+            record_end(job_id, status=status, code=claim.outcome)
         return "skipped"
     record = store.get_job(job_id)
     if record is None or record.status != "running":
@@ -57,7 +63,8 @@ def process_job(job_id: str) -> Outcome:
     try:
         data, content_type = _transform(claim.image, task=record.task, params=record.params)
     except JobError as exc:
-        store.fail_job(job_id, code=exc.code, message=exc.message)
+        if store.fail_job(job_id, code=exc.code, message=exc.message):
+            record_end(job_id, status="failed", code=exc.code)
         logger.info("job_failed", extra={**log, "code": exc.code})
         return "failed"
     run_ms = round((time.perf_counter() - started) * 1000)
@@ -66,7 +73,27 @@ def process_job(job_id: str) -> Outcome:
         logger.info("job_cancelled_while_running", extra=log)
         return "cancelled"
     logger.info("job_succeeded", extra={**log, "run_ms": run_ms, "bytes_out": len(data)})
+    record_end(job_id, status="succeeded")
     return "succeeded"
+
+
+def record_end(job_id: str, *, status: str, code: str = "") -> None:
+    """Count a job's end in the metrics (by task, status and code only)."""
+    record = store.get_job(job_id)
+    task = record.task if record else "unknown"
+    metrics.inc("ephemera_jobs_finished_total", task=task, status=status, error_code=code)
+    audit_record(
+        event=cast(Any, status),
+        job_id=job_id,
+        task=task,
+        queued_ms=record.queued_ms if record else None,
+        run_ms=record.run_ms if record else None,
+        outcome=code,
+    )
+    if record is not None and record.queued_ms is not None:
+        metrics.observe("ephemera_job_queue_seconds", record.queued_ms / 1000, task=task)
+        if record.run_ms is not None:
+            metrics.observe("ephemera_job_run_seconds", record.run_ms / 1000, task=task)
 
 
 def _transform(image: bytes, *, task: str, params: dict[str, Any]) -> tuple[bytes, str]:
@@ -93,7 +120,28 @@ def _transform(image: bytes, *, task: str, params: dict[str, Any]) -> tuple[byte
         raise JobError("time_limit", "The job ran out of time; try a smaller photo.") from None
     except MemoryError:
         raise JobError("out_of_memory", "The job ran out of memory; try a smaller photo.") from None
+    except (RuntimeError, cv2.error) as exc:
+        # torch and OpenCV report a failed allocation as their own error types.
+        if _is_allocation_failure(exc):
+            raise JobError(
+                "out_of_memory", "The job ran out of memory; try a smaller photo."
+            ) from None
+        logger.error("job_internal_error", extra={"task": task, "error_type": type(exc).__name__})
+        raise JobError("internal_error", "The job failed on our side.") from None
     except Exception as exc:
         # Log the type only: an exception's text can quote the data it choked on.
         logger.error("job_internal_error", extra={"task": task, "error_type": type(exc).__name__})
         raise JobError("internal_error", "The job failed on our side.") from None
+
+
+_ALLOCATION_FAILURES = (
+    "can't allocate memory",
+    "insufficient memory",
+    "out of memory",
+    "bad_alloc",
+)
+
+
+def _is_allocation_failure(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(marker in text for marker in _ALLOCATION_FAILURES)

@@ -20,9 +20,10 @@ def sweep(*, now: float | None = None) -> dict[str, int]:
     conn = store.client()
     counts = {"stuck": 0, "expired": 0, "orphaned": 0, "no_ttl": 0, "live": 0}
 
-    for key in store.scan_keys("eph:*"):
-        if conn.ttl(key) == -1 and conn.delete(key):
-            counts["no_ttl"] += 1
+    for pattern in ("eph:*", "ephops:*"):
+        for key in store.scan_keys(pattern):
+            if conn.ttl(key) == -1 and conn.delete(key):
+                counts["no_ttl"] += 1
 
     # Payload candidates are listed before the job records are read: a payload
     # written after this point is not a candidate, so a job created or finished

@@ -13,11 +13,14 @@ from billiard.einfo import ExceptionInfo
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Task, signals
 
+from backend import metrics
+from backend.audit.privacy import run_privacy_audit
+from backend.audit.services import audit_purge
 from backend.ephemeral import store
 from backend.logs import hashed_id
-from workers import health, runtime, sweeper
+from workers import health, limits, runtime, sweeper
 from workers.celery_app import app
-from workers.pipeline import process_job
+from workers.pipeline import process_job, record_end
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +41,17 @@ class JobTask(Task):
         job_id = args[0] if args else None
         if not isinstance(job_id, str):
             return
+        ended = False
         if isinstance(exc, TimeLimitExceeded):
-            store.fail_job(
+            ended = store.fail_job(
                 job_id, code="time_limit", message="The job ran out of time; try a smaller photo."
             )
+            code = "time_limit"
         elif isinstance(exc, WorkerLostError):
-            store.record_lost_delivery(job_id, max_deliveries=MAX_DELIVERIES)
+            ended = store.record_lost_delivery(job_id, max_deliveries=MAX_DELIVERIES)
+            code = "worker_lost"
+        if ended:
+            record_end(job_id, status="failed", code=code)
         logger.warning(
             "job_worker_failure", extra={"job": hashed_id(job_id), "error_type": type(exc).__name__}
         )
@@ -57,7 +65,24 @@ def run_job(job_id: str) -> None:
 @app.task(name="workers.sweep", ignore_result=True)
 def sweep() -> None:
     counts = sweeper.sweep()
+    for kind, count in counts.items():
+        if count and kind != "live":
+            metrics.inc("ephemera_sweeper_removed_total", count, kind=kind)
     logger.info("sweep_done", extra=counts)
+
+
+@app.task(name="workers.privacy_audit", ignore_result=True)
+def privacy_audit() -> None:
+    # Every check is reported, zeros included, so a fixed finding resets its gauge.
+    counts = run_privacy_audit().counts()
+    for check, count in counts.items():
+        metrics.set_gauge("ephemera_audit_findings", count, check=check)
+    logger.info("privacy_audit_done", extra=counts)
+
+
+@app.task(name="workers.audit_purge", ignore_result=True)
+def audit_log_purge() -> None:
+    logger.info("audit_purge_done", extra={"deleted": audit_purge()})
 
 
 @signals.worker_init.connect
@@ -68,5 +93,13 @@ def _load_models(**_: Any) -> None:
 
 
 @signals.worker_ready.connect
-def _start_heartbeat(**_: Any) -> None:
-    health.start_heartbeat()
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    health.start_heartbeat(getattr(sender, "hostname", None) or "worker")
+
+
+@signals.worker_process_init.connect
+def _limit_child(**_: Any) -> None:
+    # Each child gets an address-space ceiling: a job that tries to allocate past
+    # it gets a MemoryError (the job fails `out_of_memory`), not the whole node
+    # an OOM kill.
+    limits.apply_child_limits()

@@ -22,11 +22,15 @@ logger = logging.getLogger(__name__)
 class ApiError(exceptions.APIException):
     """An expected failure with a code and a message that tells the client what to do."""
 
-    def __init__(self, status_code: int, code: str, message: str) -> None:
+    def __init__(
+        self, status_code: int, code: str, message: str, *, retry_after: float | None = None
+    ) -> None:
         super().__init__(detail=message, code=code)
         self.status_code = status_code
         self.code = code
         self.message = message
+        #: Seconds, sent as ``Retry-After`` (429 and 503 answers).
+        self.wait = retry_after
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:

@@ -1,13 +1,18 @@
-"""Liveness and readiness. Readiness checks what a request needs: Redis and the database."""
+"""Liveness, readiness and metrics: the endpoints for the platform, not for clients."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 
+from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from backend.api.errors import error_body
 from backend.ephemeral import store
+from backend.metrics import RedisCollector
 
 logger = logging.getLogger(__name__)
 
@@ -39,3 +44,19 @@ def _check_database() -> bool:
     except Exception as exc:
         logger.warning("readiness_database_failed", extra={"error_type": type(exc).__name__})
         return False
+
+
+_registry = CollectorRegistry(auto_describe=False)
+_registry.register(RedisCollector())  # type: ignore[arg-type]
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics: counts and durations by task and code, never user data."""
+    token = settings.EPHEMERA_METRICS_TOKEN
+    if token is not None:
+        presented = request.META.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(presented.encode(), token.encode()):
+            return JsonResponse(
+                error_body("not_authenticated", "Metrics need a token."), status=401
+            )
+    return HttpResponse(generate_latest(_registry), content_type=CONTENT_TYPE_LATEST)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -14,7 +12,13 @@ from rest_framework.views import APIView
 
 from backend.api.prefer import requested_wait
 from backend.api.serializers import JobSerializer, JobSubmitSerializer
-from backend.clients.models import ApiClient
+from backend.api.throttling import (
+    BlockedClientThrottle,
+    InFlightThrottle,
+    SubmitRateThrottle,
+    api_client,
+    counting_rejections,
+)
 from backend.ephemeral import store
 from backend.jobs import services
 from workers.registry import all_specs
@@ -22,11 +26,6 @@ from workers.registry import all_specs
 PREFER = OpenApiParameter(
     "Prefer", str, OpenApiParameter.HEADER, description="wait=N (N <= 60): wait for the job to end"
 )
-
-
-def api_client(request: Request) -> ApiClient:
-    """The authenticated client: ``ApiKeyAuthentication`` puts it in ``request.user``."""
-    return cast(ApiClient, request.user)
 
 
 def job_response(record: store.JobRecord, *, status_code: int, wait: int = 0) -> Response:
@@ -42,6 +41,8 @@ def job_response(record: store.JobRecord, *, status_code: int, wait: int = 0) ->
 
 
 class JobCreateView(APIView):
+    throttle_classes = [BlockedClientThrottle, SubmitRateThrottle, InFlightThrottle]
+
     @extend_schema(
         request={"multipart/form-data": JobSubmitSerializer},
         parameters=[PREFER],
@@ -49,14 +50,15 @@ class JobCreateView(APIView):
         summary="Submit a photo to a task",
     )
     def post(self, request: Request) -> Response:
-        form = JobSubmitSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        record = services.job_submit(
-            client=api_client(request),
-            task=form.validated_data["task"],
-            params_text=form.validated_data.get("params"),
-            image=form.validated_data["image"].read(),
-        )
+        with counting_rejections(request):
+            form = JobSubmitSerializer(data=request.data)
+            form.is_valid(raise_exception=True)
+            record = services.job_submit(
+                client=api_client(request),
+                task=form.validated_data["task"],
+                params_text=form.validated_data.get("params"),
+                image=form.validated_data["image"].read(),
+            )
         wait = requested_wait(request)
         if wait:
             record = services.job_get(client=api_client(request), job_id=record.id, wait=wait)

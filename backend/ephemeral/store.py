@@ -26,9 +26,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal, cast
+from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
+from redis.sentinel import Sentinel
 
 from backend.ephemeral import crypto
 
@@ -57,20 +59,53 @@ def events_key(job_id: str) -> str:
 @cache
 def client() -> redis.Redis:
     """The process-wide Redis client for short commands."""
-    return redis.Redis.from_url(
-        settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30
-    )
+    return connect(socket_timeout=5)
 
 
 @cache
 def blocking_client() -> redis.Redis:
     """A client for long polls: its socket timeout outlasts the longest wait."""
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_timeout=settings.EPHEMERA_MAX_WAIT + 10,
-        socket_connect_timeout=3,
-        health_check_interval=30,
-    )
+    return connect(socket_timeout=settings.EPHEMERA_MAX_WAIT + 10)
+
+
+def connect(*, socket_timeout: float) -> redis.Redis:
+    """A client for ``REDIS_URL``: a plain ``redis://`` URL, or Sentinels to ask for the master."""
+    url = settings.REDIS_URL
+    options: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": 3,
+        "health_check_interval": 30,
+    }
+    if not url.startswith("sentinel://"):
+        return redis.Redis.from_url(url, **options)
+    sentinel = sentinel_config(url)
+    return Sentinel(
+        sentinel.hosts,
+        sentinel_kwargs={"password": sentinel.password, "socket_timeout": 3},
+        password=sentinel.password,
+        db=sentinel.db,
+    ).master_for(str(settings.REDIS_SENTINEL_MASTER), **options)
+
+
+@dataclass(frozen=True)
+class SentinelConfig:
+    hosts: list[tuple[str, int]]
+    password: str | None
+    db: int
+
+
+def sentinel_config(url: str) -> SentinelConfig:
+    """Parse kombu's form: ``sentinel://:pw@h1:26379;sentinel://:pw@h2:26379/0``."""
+    hosts: list[tuple[str, int]] = []
+    password: str | None = None
+    db = 0
+    for part in url.split(";"):
+        parsed = urlsplit(part.strip())
+        hosts.append((parsed.hostname or "localhost", parsed.port or 26379))
+        password = parsed.password or password
+        if parsed.path.strip("/"):
+            db = int(parsed.path.strip("/"))
+    return SentinelConfig(hosts=hosts, password=password, db=db)
 
 
 @cache

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from kombu.exceptions import OperationalError
 
+from backend import abuse, metrics
 from backend.api.errors import ApiError
+from backend.audit.services import audit_record
 from backend.clients.models import ApiClient
 from backend.ephemeral import store
 from backend.imaging import ImageRejected, sniff
@@ -47,6 +49,9 @@ def job_submit(
     try:
         header = sniff(image, max_pixels=settings.EPHEMERA_MAX_PIXELS)
     except ImageRejected as exc:
+        audit_record(
+            event="rejected", client_id=client.pk, task=task, byte_size=len(image), outcome=exc.code
+        )
         raise ApiError(exc.status, exc.code, exc.message) from None
     if header.content_type not in spec.accepted_formats:
         raise ApiError(415, "unsupported_media_type", f"{task} accepts {spec.accepted_formats}.")
@@ -67,6 +72,11 @@ def job_submit(
         raise ApiError(
             503, "backend_unavailable", "The queue is unavailable; retry shortly."
         ) from None
+    abuse.note_in_flight(owner=record.owner, job_id=job_id)
+    audit_record(
+        event="submitted", client_id=client.pk, job_id=job_id, task=task, byte_size=len(image)
+    )
+    metrics.inc("ephemera_jobs_submitted_total", task=task)
     logger.info(
         "job_submitted",
         extra={
@@ -95,7 +105,12 @@ def job_get(*, client: ApiClient, job_id: str, wait: float = 0) -> store.JobReco
 def job_delete(*, client: ApiClient, job_id: str) -> None:
     """Purge the job's input, result and events now; a queued job will not run."""
     job_get(client=client, job_id=job_id)
-    store.cancel_job(job_id)
+    record = store.get_job(job_id)
+    if store.cancel_job(job_id) and record is not None and not record.terminal:
+        metrics.inc(
+            "ephemera_jobs_finished_total", task=record.task, status="cancelled", error_code=""
+        )
+    audit_record(event="deleted", client_id=client.pk, job_id=job_id)
     logger.info("job_deleted", extra={"job": hashed_id(job_id)})
 
 
@@ -112,9 +127,16 @@ def result_take(*, client: ApiClient, token: str) -> Download:
     except store.ResultUnknown:
         raise ApiError(404, "result_not_found", "No result for this token.") from None
     except store.ResultGone:
+        audit_record(event="rejected", client_id=client.pk, outcome="result_gone")
         raise ApiError(
             410, "result_gone", "This result was already downloaded or has expired."
         ) from None
+    audit_record(
+        event="downloaded",
+        client_id=client.pk,
+        job_id=store.job_id_from_token(token),
+        byte_size=len(taken.data),
+    )
     return Download(data=taken.data, content_type=taken.content_type)
 
 

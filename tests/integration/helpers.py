@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rest_framework.test import APIClient
 
 from workers.celery_app import app
+
+if TYPE_CHECKING:
+    from tests.conftest import Worker
 
 
 def submit(api: APIClient, data: bytes, task: str = "cartoonize", **extra: Any) -> Any:
@@ -24,11 +26,14 @@ def wait_for(api: APIClient, job_id: str, timeout: int = 60) -> dict[str, Any]:
     return response.json()
 
 
-def pause_consumers(worker_name: str | None = None) -> None:
+def pause_consumers(worker: Worker) -> None:
     """Stop the worker taking jobs, so a job stays queued (remote control, for real)."""
-    app.control.cancel_consumer("jobs", reply=True, timeout=5)
+    replies = app.control.cancel_consumer(
+        "jobs", reply=True, timeout=5, destination=[worker.hostname]
+    )
+    assert replies, "the worker did not confirm it stopped consuming"
 
 
-def resume_consumers() -> None:
-    app.control.add_consumer("jobs", reply=True, timeout=5)
-    time.sleep(0.3)
+def resume_consumers(worker: Worker) -> None:
+    replies = app.control.add_consumer("jobs", reply=True, timeout=5, destination=[worker.hostname])
+    assert replies, "the worker did not confirm it consumes again"

@@ -51,14 +51,14 @@ def test_a_job_can_be_polled_until_it_ends(
 def test_delete_purges_a_queued_job_and_it_never_runs(
     alice: Persona, worker: Worker, canary_jpeg: Upload, redis_conn: object
 ) -> None:
-    pause_consumers()
+    pause_consumers(worker)
     try:
         job_id = submit(alice.api, canary_jpeg.data).json()["id"]
         assert store.get_job(job_id).status == "queued"
         assert alice.api.delete(f"/api/v1/jobs/{job_id}").status_code == 204
         assert not store.client().exists(store.input_key(job_id))
     finally:
-        resume_consumers()
+        resume_consumers(worker)
     # The message is still delivered; the worker must find nothing to run.
     deadline = time.monotonic() + 20
     while "job_not_claimed" not in worker.log() and time.monotonic() < deadline:

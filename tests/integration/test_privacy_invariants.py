@@ -64,7 +64,7 @@ def assert_holds_nothing_of(conn: redis.Redis, upload: Upload) -> None:
 def test_nothing_in_redis_reveals_a_queued_photo(
     alice: Persona, worker: Worker, canary_jpeg: Upload, redis_conn: redis.Redis
 ) -> None:
-    pause_consumers()
+    pause_consumers(worker)
     try:
         job_id = submit(alice.api, canary_jpeg.data).json()["id"]
         assert_holds_nothing_of(redis_conn, canary_jpeg)
@@ -78,7 +78,7 @@ def test_nothing_in_redis_reveals_a_queued_photo(
         assert canary_jpeg.canary.encode() not in messages[0]
         assert len(messages[0]) < 4096
     finally:
-        resume_consumers()
+        resume_consumers(worker)
 
 
 def test_only_the_status_record_is_left_after_download(

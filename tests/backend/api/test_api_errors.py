@@ -98,19 +98,26 @@ def test_an_unknown_result_token_is_404(alice: Persona) -> None:
     assert_error(alice.api.get("/api/v1/results/rt_nothing"), 404, "result_not_found")
 
 
-def test_a_dead_redis_is_503_backend_unavailable(alice: Persona, canary_jpeg: Upload) -> None:
-    import redis
+def forget_redis_connections() -> None:
+    from backend import abuse
 
-    real = store.client
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    store.client.cache_clear()
-    store._scripts.cache_clear()
+    for cached in (store.client, store.blocking_client, store._scripts, abuse._scripts):
+        cached.cache_clear()
+
+
+def test_a_dead_redis_is_503_backend_unavailable(
+    alice: Persona, canary_jpeg: Upload, settings: object
+) -> None:
+    live_url = settings.REDIS_URL  # type: ignore[attr-defined]
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # type: ignore[attr-defined]
+    forget_redis_connections()
     try:
-        store.client = lambda: dead  # type: ignore[assignment]
         assert_error(submit(alice.api, canary_jpeg.data), 503, "backend_unavailable")
+        assert_error(alice.api.get("/api/v1/tasks"), 503, "backend_unavailable")
+        assert Client().get("/readyz").status_code == 503
     finally:
-        store.client = real  # type: ignore[assignment]
-        store._scripts.cache_clear()
+        settings.REDIS_URL = live_url  # type: ignore[attr-defined]
+        forget_redis_connections()
 
 
 def test_the_task_catalogue_lists_params_and_limits(alice: Persona) -> None:

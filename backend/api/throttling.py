@@ -1,0 +1,119 @@
+"""Per-client abuse controls, composed on views as DRF throttle classes.
+
+Per-IP limits run earlier, in ``backend.api.middleware``, so that they also
+cover requests that fail authentication.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+from django.conf import settings
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+
+from backend import abuse, metrics
+from backend.api.errors import ApiError
+from backend.audit.services import audit_record
+from backend.clients.models import ApiClient
+from backend.ephemeral import store
+
+
+def api_client(request: Request) -> ApiClient:
+    """The authenticated client: ``ApiKeyAuthentication`` puts it in ``request.user``."""
+    return cast(ApiClient, request.user)
+
+
+def client_subjects(request: Request) -> list[str]:
+    """The client and the IP a request comes from, as the abuse module names them."""
+    subjects = [abuse.subject_hash("ip", request.META.get("EPHEMERA_CLIENT_IP", ""))]
+    if request.user is not None:
+        subjects.insert(0, abuse.subject_hash("client", str(request.user.pk)))
+    return subjects
+
+
+def rate_limited(request: Request, message: str, retry_after: float, scope: str) -> ApiError:
+    metrics.inc("ephemera_throttled_total", scope=scope)
+    audit_record(event="throttled", client_id=api_client(request).pk, outcome=scope)
+    return ApiError(429, "rate_limited", message, retry_after=retry_after)
+
+
+class BlockedClientThrottle(BaseThrottle):
+    """A client or IP blocked after repeated rejected uploads gets nothing."""
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        left = abuse.blocked_for(subjects=client_subjects(request))
+        if left > 0:
+            metrics.inc("ephemera_blocked_total")
+            audit_record(event="blocked", client_id=getattr(request.user, "pk", None))
+            raise ApiError(
+                429,
+                "temporarily_blocked",
+                "Too many rejected uploads in a row; this client is blocked for a while.",
+                retry_after=left,
+            )
+        return True
+
+
+class SubmitRateThrottle(BaseThrottle):
+    """Submits per minute per client, by the client's tier."""
+
+    timer = staticmethod(time.time)
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        if request.method != "POST":
+            return True
+        per_minute = settings.EPHEMERA_TIER_RATES.get(api_client(request).tier, 0)
+        decision = abuse.rate_limit(
+            scope="submit",
+            subject=abuse.subject_hash("client", str(request.user.pk)),
+            per_minute=per_minute,
+            now=self.timer(),
+        )
+        if not decision.allowed:
+            raise rate_limited(
+                request,
+                f"Your tier allows {per_minute} submits a minute.",
+                decision.retry_after,
+                "submit",
+            )
+        return True
+
+
+class InFlightThrottle(BaseThrottle):
+    """At most N jobs queued or running at once per client, by tier."""
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        if request.method != "POST":
+            return True
+        cap = settings.EPHEMERA_TIER_IN_FLIGHT.get(api_client(request).tier, 0)
+        if cap and abuse.in_flight(owner=store.owner_hash(request.user.pk)) >= cap:
+            raise rate_limited(
+                request,
+                f"You have {cap} jobs in flight, the most your tier allows; wait for one to end.",
+                1.0,
+                "in_flight",
+            )
+        return True
+
+
+#: The answers that count as a rejected upload toward a temporary block.
+UPLOAD_REJECTIONS = frozenset(
+    {"payload_too_large", "unsupported_media_type", "undecodable_image", "image_too_large"}
+)
+
+
+@contextmanager
+def counting_rejections(request: Request) -> Iterator[None]:
+    """Count rejected uploads in a row; a valid one resets the count."""
+    subjects = client_subjects(request)
+    try:
+        yield
+    except ApiError as exc:
+        if exc.code in UPLOAD_REJECTIONS:
+            abuse.note_rejected_upload(subjects=subjects)
+        raise
+    abuse.note_accepted_upload(subjects=subjects)

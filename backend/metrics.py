@@ -1,0 +1,147 @@
+"""Prometheus metrics kept in Redis, so web and workers count into one place.
+
+Workers cannot be scraped per job (their children are replaced after every
+job), and a pushgateway would be one more service; instead every process adds
+to counters in one Redis hash, and the web's ``/metrics`` exports them. Labels
+take values from closed sets only (task names, statuses, error codes, scopes):
+never an id, a key or anything of the user's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from backend.ephemeral import store
+
+logger = logging.getLogger(__name__)
+
+METRICS_KEY = "ephops:metrics"
+#: Long enough to outlive any scrape gap; refreshed on every write.
+METRICS_TTL = 30 * 24 * 3600
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "ephemera_jobs_submitted_total": ("Jobs accepted", ("task",)),
+    "ephemera_jobs_finished_total": ("Jobs ended", ("task", "status", "error_code")),
+    "ephemera_throttled_total": ("Requests refused by a rate limit", ("scope",)),
+    "ephemera_blocked_total": ("Requests refused by a temporary block", ()),
+    "ephemera_sweeper_removed_total": ("Things the sweeper ended or deleted", ("kind",)),
+}
+HISTOGRAMS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "ephemera_job_queue_seconds": ("Time from submit to a worker taking the job", ("task",)),
+    "ephemera_job_run_seconds": ("Worker time on a job", ("task",)),
+}
+
+
+def _field(name: str, labels: dict[str, str]) -> str:
+    return name + "|" + "|".join(f"{key}={labels[key]}" for key in sorted(labels))
+
+
+def inc(name: str, amount: float = 1, **labels: str) -> None:
+    """Add to a counter. Never raises: a metric must not fail a job or a request."""
+    try:
+        pipe = store.client().pipeline(transaction=False)
+        pipe.hincrbyfloat(METRICS_KEY, _field(name, labels), amount)
+        pipe.expire(METRICS_KEY, METRICS_TTL)
+        pipe.execute()
+    except Exception as exc:
+        logger.warning("metric_write_failed", extra={"error_type": type(exc).__name__})
+
+
+def observe(name: str, seconds: float, **labels: str) -> None:
+    """Record one observation into a histogram (cumulative buckets, sum, count)."""
+    try:
+        pipe = store.client().pipeline(transaction=False)
+        for bound in BUCKETS:
+            if seconds <= bound:
+                pipe.hincrbyfloat(
+                    METRICS_KEY, _field(name + "_bucket", {**labels, "le": str(bound)}), 1
+                )
+        pipe.hincrbyfloat(METRICS_KEY, _field(name + "_bucket", {**labels, "le": "+Inf"}), 1)
+        pipe.hincrbyfloat(METRICS_KEY, _field(name + "_sum", labels), seconds)
+        pipe.hincrbyfloat(METRICS_KEY, _field(name + "_count", labels), 1)
+        pipe.expire(METRICS_KEY, METRICS_TTL)
+        pipe.execute()
+    except Exception as exc:
+        logger.warning("metric_write_failed", extra={"error_type": type(exc).__name__})
+
+
+def set_gauge(name: str, value: float, **labels: str) -> None:
+    """A gauge written by a periodic job (e.g. the privacy audit's findings)."""
+    try:
+        store.client().hset("ephops:gauges", _field(name, labels), value)
+        store.client().expire("ephops:gauges", METRICS_TTL)
+    except Exception as exc:
+        logger.warning("metric_write_failed", extra={"error_type": type(exc).__name__})
+
+
+def _parse(field: bytes) -> tuple[str, dict[str, str]]:
+    name, *pairs = field.decode().split("|")
+    return name, dict(pair.split("=", 1) for pair in pairs if pair)
+
+
+class RedisCollector:
+    """Exports the shared counters plus gauges measured at scrape time."""
+
+    def collect(self) -> Iterator[Metric]:
+        conn = store.client()
+        values = {field: float(value) for field, value in conn.hgetall(METRICS_KEY).items()}
+        parsed = [(*_parse(field), value) for field, value in values.items()]
+
+        for name, (help_text, label_names) in COUNTERS.items():
+            counter = CounterMetricFamily(
+                name.removesuffix("_total"), help_text, labels=label_names
+            )
+            for metric, labels, value in parsed:
+                if metric == name:
+                    counter.add_metric([labels.get(label, "") for label in label_names], value)
+            yield counter
+
+        for name, (help_text, label_names) in HISTOGRAMS.items():
+            yield _histogram(name, help_text, label_names, parsed)
+
+        gauges: dict[str, GaugeMetricFamily] = {}
+        for field, value in conn.hgetall("ephops:gauges").items():
+            metric, labels = _parse(field)
+            family = gauges.setdefault(
+                metric,
+                GaugeMetricFamily(metric, "Measured by a periodic job", labels=sorted(labels)),
+            )
+            family.add_metric([labels[key] for key in sorted(labels)], float(value))
+        yield from gauges.values()
+
+        queue = GaugeMetricFamily("ephemera_queue_length", "Messages waiting", labels=["queue"])
+        for name in ("jobs", "maintenance"):
+            queue.add_metric([name], float(conn.llen(name)))
+        yield queue
+        workers = sum(1 for _ in conn.scan_iter(match="ephops:worker:*", count=100))
+        yield GaugeMetricFamily(
+            "ephemera_workers_up", "Workers with a fresh heartbeat", value=workers
+        )
+
+
+def _histogram(
+    name: str,
+    help_text: str,
+    label_names: tuple[str, ...],
+    parsed: list[tuple[str, dict[str, str], float]],
+) -> HistogramMetricFamily:
+    series: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
+    sums: dict[tuple[str, ...], float] = defaultdict(float)
+    for metric, labels, value in parsed:
+        key = tuple(labels.get(label, "") for label in label_names)
+        if metric == name + "_bucket":
+            series[key][labels["le"]] = value
+        elif metric == name + "_sum":
+            sums[key] = value
+    family = HistogramMetricFamily(name, help_text, labels=label_names)
+    for key, buckets in series.items():
+        ordered = [(str(bound), buckets.get(str(bound), 0.0)) for bound in BUCKETS]
+        ordered.append(("+Inf", buckets.get("+Inf", 0.0)))
+        family.add_metric(list(key), ordered, sums[key])
+    return family

@@ -1,0 +1,285 @@
+"""``manage.py privacy_audit``: each finding made real on the session's Redis and settings."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from pytest_django.fixtures import Settings
+
+from backend.ephemeral import crypto, store
+from tests.backend.audit.helpers import AuditRun, checks, queued_job, succeeded_job
+from tests.redis_server import REPO
+
+Audit = Callable[[], AuditRun]
+
+
+def b64(key: bytes) -> str:
+    return base64.b64encode(key).decode()
+
+
+def sealed(job_id: str) -> bytes:
+    return crypto.seal(b"photo", keyring=store.keyring(), purpose="in", subject=job_id)
+
+
+def test_a_clean_system_exits_zero(healthy: redis.Redis, privacy_audit: Audit) -> None:
+    queued_job()
+    succeeded_job()
+
+    code, lines = privacy_audit()
+
+    assert code == 0, lines
+    assert lines == [lines[-1]]
+    summary = lines[-1]["summary"]
+    assert summary["findings"] == 0
+    assert summary["keys_scanned"] == 6
+    assert summary["redis_persistence_off"] is True
+
+
+@pytest.fixture
+def snapshots_on(healthy: redis.Redis) -> Iterator[None]:
+    healthy.config_set("save", "3600 1")
+    try:
+        yield
+    finally:
+        healthy.config_set("save", "")
+
+
+@pytest.mark.usefixtures("snapshots_on")
+def test_it_finds_redis_snapshots_on(privacy_audit: Audit) -> None:
+    code, lines = privacy_audit()
+    assert code == 1
+    assert checks(lines) == {"redis_persistence_on"}
+    assert lines[-1]["summary"]["redis_persistence_off"] is False
+
+
+@pytest.fixture
+def config_refused(healthy: redis.Redis) -> Iterator[None]:
+    """Forbid CONFIG to the connection's user, as managed Redis services do."""
+    # Raw ACL SETUSER: redis-py's helper would also switch the user "off".
+    healthy.execute_command("ACL", "SETUSER", "default", "-config")
+    try:
+        yield
+    finally:
+        healthy.execute_command("ACL", "SETUSER", "default", "+config")
+
+
+@pytest.mark.usefixtures("config_refused")
+def test_it_says_when_redis_refuses_config(privacy_audit: Audit) -> None:
+    code, lines = privacy_audit()
+    assert code == 1
+    assert checks(lines) == {"redis_config_unverifiable"}
+    assert lines[-1]["summary"]["redis_persistence_off"] is None
+
+
+def test_it_finds_a_key_without_ttl(healthy: redis.Redis, privacy_audit: Audit) -> None:
+    job_id = queued_job()
+    healthy.persist(store.job_key(job_id))
+
+    code, lines = privacy_audit()
+
+    assert code == 1
+    assert checks(lines) == {"redis_key_without_ttl"}
+    assert "eph:job:" in lines[0]["detail"]
+    assert job_id not in str(lines)
+
+
+def test_it_finds_a_ttl_beyond_the_configured_maximum(
+    healthy: redis.Redis, privacy_audit: Audit
+) -> None:
+    job_id = str(uuid.uuid4())
+    healthy.set(store.input_key(job_id), sealed(job_id), ex=django_settings.EPHEMERA_INPUT_TTL + 60)
+
+    code, lines = privacy_audit()
+
+    assert code == 1
+    assert checks(lines) == {"redis_ttl_too_long"}
+    assert lines[-1]["summary"]["max_ttl_seen"]["in"] > django_settings.EPHEMERA_INPUT_TTL
+
+
+def test_it_finds_a_plaintext_photo_under_eph_in(
+    healthy: redis.Redis, privacy_audit: Audit
+) -> None:
+    job_id = str(uuid.uuid4())
+    healthy.set(store.input_key(job_id), b"\xff\xd8\xff\xe0\x00\x10JFIF holiday", ex=60)
+
+    code, lines = privacy_audit()
+
+    assert code == 1
+    assert checks(lines) == {"redis_value_format"}
+    assert "not sealed" in lines[0]["detail"]
+    assert job_id not in str(lines) and "JFIF" not in str(lines)
+
+
+def test_it_finds_an_unknown_field_in_a_job_record(
+    healthy: redis.Redis, privacy_audit: Audit
+) -> None:
+    job_id = queued_job()
+    healthy.hset(store.job_key(job_id), "filename", "holiday-with-bob.jpg")
+
+    code, lines = privacy_audit()
+
+    assert code == 1
+    assert checks(lines) == {"redis_value_format"}
+    assert "holiday" not in str(lines) and "filename" not in str(lines)
+
+
+def test_it_finds_a_stream_entry_that_is_not_a_status(
+    healthy: redis.Redis, privacy_audit: Audit
+) -> None:
+    job_id = queued_job()
+    healthy.xadd(store.events_key(job_id), {"status": "running", "note": "bob's photo"})
+
+    code, lines = privacy_audit()
+
+    assert code == 1
+    assert checks(lines) == {"redis_value_format"}
+
+
+def test_it_finds_a_key_whose_name_is_not_ours(healthy: redis.Redis, privacy_audit: Audit) -> None:
+    healthy.set("eph:in:holiday-with-bob.jpg", sealed("x"), ex=60)
+    healthy.set("eph:cache:thumbnail", b"x", ex=60)
+
+    code, lines = privacy_audit()
+
+    assert code == 1
+    assert checks(lines) == {"redis_unknown_key"}
+    assert sum(line["count"] for line in lines[:-1]) == 2
+    assert "holiday" not in str(lines) and "thumbnail" not in str(lines)
+
+
+def test_it_finds_debug_on(healthy: redis.Redis, settings: Settings, privacy_audit: Audit) -> None:
+    settings.DEBUG = True
+    code, lines = privacy_audit()
+    assert code == 1
+    assert checks(lines) == {"debug_on"}
+
+
+@pytest.mark.parametrize("value", [None, "", "admin", ":only-a-password-here", "ops:"])
+def test_it_finds_flower_without_auth(
+    healthy: redis.Redis, settings: Settings, privacy_audit: Audit, value: str | None
+) -> None:
+    settings.FLOWER_BASIC_AUTH = value
+    code, lines = privacy_audit()
+    assert code == 1
+    assert checks(lines) == {"flower_auth_missing"}
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "admin",
+        "short-but-ok",
+        "changeme-changeme-2024",
+        "aaaaaaaaaaaaaaaaaaaa",
+        "flower-operator-01",
+    ],
+)
+def test_it_finds_a_weak_flower_password(
+    healthy: redis.Redis, settings: Settings, privacy_audit: Audit, password: str
+) -> None:
+    user = "flower-operator-01" if password == "flower-operator-01" else "ops"
+    settings.FLOWER_BASIC_AUTH = f"{user}:{password}"
+
+    code, lines = privacy_audit()
+
+    assert code == 1
+    assert checks(lines) == {"flower_auth_weak"}
+    assert password not in str(lines)
+
+
+@pytest.mark.parametrize(
+    "secret_key",
+    ["django-insecure-" + secrets.token_urlsafe(40), "too-short", "ab" * 40],
+)
+def test_it_finds_a_weak_secret_key(
+    healthy: redis.Redis, settings: Settings, privacy_audit: Audit, secret_key: str
+) -> None:
+    settings.SECRET_KEY = secret_key
+
+    code, lines = privacy_audit()
+
+    assert code == 1
+    assert checks(lines) == {"secret_key_weak"}
+    assert secret_key not in str(lines)
+
+
+def keyrings() -> list[tuple[str, str]]:
+    random_key = b64(secrets.token_bytes(32))
+    return [
+        ("repeated", f"new:{random_key},old:{random_key}"),
+        ("all zero", f"k1:{b64(bytes(32))}"),
+        ("all one byte", f"k1:{b64(bytes([7]) * 32)}"),
+        ("a test value", f"k1:{b64(bytes(range(32)))}"),
+        ("a password", f"k1:{b64(b'correct horse battery staple 123')}"),
+        ("unparseable", "k1:not-base64!"),
+    ]
+
+
+@pytest.mark.parametrize(("case", "keyring"), keyrings(), ids=[case for case, _ in keyrings()])
+def test_it_finds_weak_encryption_keys(
+    healthy: redis.Redis,
+    settings: Settings,
+    privacy_audit: Audit,
+    case: str,
+    keyring: str,
+) -> None:
+    settings.EPHEMERA_KEYS = keyring
+
+    code, lines = privacy_audit()
+
+    assert code == 1
+    assert checks(lines) == {"keyring_weak"}
+    for entry in keyring.split(","):
+        assert entry.partition(":")[2] not in str(lines)
+
+
+def test_it_finds_blobs_no_key_of_the_keyring_can_open(
+    healthy: redis.Redis, settings: Settings, privacy_audit: Audit
+) -> None:
+    queued_job()  # sealed under the session's key
+    settings.EPHEMERA_KEYS = f"other:{b64(secrets.token_bytes(32))}"
+
+    code, lines = privacy_audit()
+
+    assert code == 1
+    assert checks(lines) == {"redis_value_format"}
+    assert "key id missing" in lines[0]["detail"]
+
+
+def test_the_shell_command_exits_non_zero_and_names_the_check(
+    healthy: redis.Redis, tmp_path: os.PathLike[str]
+) -> None:
+    job_id = str(uuid.uuid4())
+    canary = f"canary-{uuid.uuid4().hex}"
+    healthy.set(store.input_key(job_id), canary.encode(), ex=60)
+    env = {
+        **os.environ,
+        "FLOWER_BASIC_AUTH": f"ops:{secrets.token_urlsafe(24)}",
+        "DJANGO_DEBUG": "false",
+        # A database without tables: the key age is then unknown, not a failure.
+        "DATABASE_URL": f"sqlite:///{tmp_path}/empty.sqlite3",
+    }
+
+    done = subprocess.run(
+        [sys.executable, "manage.py", "privacy_audit"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 1, done.stderr
+    assert '"check": "redis_value_format"' in done.stdout
+    assert canary not in done.stdout + done.stderr
+    assert job_id not in done.stdout + done.stderr

@@ -1,0 +1,76 @@
+"""The store finds its master through real Redis Sentinels."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from backend import abuse
+from backend.ephemeral import store
+from backend.ephemeral.store import sentinel_config
+from tests.redis_server import free_port
+
+
+def forget_connections() -> None:
+    for cached in (store.client, store.blocking_client, store._scripts, abuse._scripts):
+        cached.cache_clear()
+
+
+@pytest.fixture
+def sentinel_port(tmp_path: Path, redis_conn: redis.Redis) -> Iterator[int]:
+    master_port = redis_conn.connection_pool.connection_kwargs["port"]
+    port = free_port()
+    config = tmp_path / "sentinel.conf"
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor ephemera 127.0.0.1 {master_port} 1\n"
+    )
+    proc = subprocess.Popen(  # noqa: S603
+        [shutil.which("redis-server") or "redis-server", str(config), "--sentinel"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        probe = redis.Redis(port=port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if probe.execute_command("SENTINEL", "get-master-addr-by-name", "ephemera"):
+                    break
+            except redis.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "sentinel did not start"
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_it_parses_kombus_sentinel_url_form() -> None:
+    config = sentinel_config("sentinel://:s3cret@h1:26379;sentinel://:s3cret@h2:26380/2")
+    assert config.hosts == [("h1", 26379), ("h2", 26380)]
+    assert (config.password, config.db) == ("s3cret", 2)
+
+
+def test_jobs_are_stored_on_the_master_the_sentinels_name(
+    sentinel_port: int, redis_conn: redis.Redis, settings: object
+) -> None:
+    settings.REDIS_URL = f"sentinel://127.0.0.1:{sentinel_port}/0"  # type: ignore[attr-defined]
+    settings.REDIS_SENTINEL_MASTER = "ephemera"  # type: ignore[attr-defined]
+    forget_connections()
+    try:
+        job_id = str(uuid.uuid4())
+        store.create_job(job_id=job_id, owner="o", task="cartoonize", params={}, fmt="jpeg", image=b"x")
+        assert store.claim_job(job_id).image == b"x"
+    finally:
+        forget_connections()
+    # Read back over a plain connection to the master itself.
+    assert redis_conn.hget(store.job_key(job_id), "status") == b"running"

@@ -57,8 +57,12 @@ class RedactingFilter(logging.Filter):
         record.msg = redact(record.getMessage())
         record.args = None
         for key, value in list(vars(record).items()):
-            if key not in _STANDARD_ATTRS and isinstance(value, str):
-                setattr(record, key, redact(value))
+            if key in _STANDARD_ATTRS or isinstance(value, int | float | bool | None):
+                continue
+            # Structures (Celery's `data` dict of a task) are flattened to text and
+            # redacted like any string: nothing bypasses the filter by nesting.
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            setattr(record, key, redact(text))
         if record.exc_info and record.exc_info[1] is not None:
             # Tracebacks can quote local values; keep the type and a redacted text.
             exc = record.exc_info[1]

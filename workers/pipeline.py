@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any, Literal, cast
 
+import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
@@ -20,11 +21,11 @@ from backend import metrics
 from backend.audit.services import audit_record
 from backend.ephemeral import store
 from backend.ephemeral.crypto import DecryptionError
-from backend.imaging import ImageRejected, sniff
+from backend.imaging import ImageHeader, ImageRejected, UndecodableImage, sniff
 from backend.logs import hashed_id
 from workers import imaging, runtime
 from workers.imaging import cv2  # imported there after OpenCV's own pixel limits are set
-from workers.registry import TaskFailed, get_spec
+from workers.registry import InvalidParams, TaskFailed, get_spec
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +102,10 @@ def _transform(image: bytes, *, task: str, params: dict[str, Any]) -> tuple[byte
     if spec is None:
         raise JobError("unknown_task", "This task is no longer offered.")
     try:
+        # Validated again here: the record is data from Redis, not a promise.
+        params = spec.validate_params(params)
         header = sniff(image, max_pixels=settings.EPHEMERA_MAX_PIXELS)
-        array = imaging.decode(image, header)
+        array = _decode(image, header)
         del image
         if spec.downscale_input:
             array = imaging.fit_within(array, settings.EPHEMERA_MAX_SIDE)
@@ -116,6 +119,8 @@ def _transform(image: bytes, *, task: str, params: dict[str, Any]) -> tuple[byte
         raise JobError(exc.code, exc.message) from None
     except TaskFailed as exc:
         raise JobError(exc.code, exc.message) from None
+    except InvalidParams as exc:
+        raise JobError("invalid_params", str(exc)) from None
     except SoftTimeLimitExceeded:
         raise JobError("time_limit", "The job ran out of time; try a smaller photo.") from None
     except MemoryError:
@@ -145,3 +150,22 @@ _ALLOCATION_FAILURES = (
 def _is_allocation_failure(exc: Exception) -> bool:
     text = str(exc).lower()
     return any(marker in text for marker in _ALLOCATION_FAILURES)
+
+
+def _decode(image: bytes, header: ImageHeader) -> np.ndarray:
+    """Decode, telling a lack of memory apart from a broken file.
+
+    OpenCV answers a failed allocation inside ``imdecode`` with "no image", the
+    same answer it gives a corrupt file. When decoding fails, try to reserve the
+    decoded frame ourselves: if even that fails, memory (the child's address
+    space ceiling) is the cause, and the job says so.
+    """
+    try:
+        return imaging.decode(image, header)
+    except UndecodableImage:
+        try:
+            frame = np.empty((header.height, header.width, 4), dtype=np.uint8)
+        except MemoryError:
+            raise MemoryError("no room to decode the image") from None
+        del frame
+        raise

@@ -1,0 +1,219 @@
+"""Real Ephemera processes for integration tests: start one through ``bin/ephemera``,
+wait for it, talk HTTP to it, and always stop it.
+
+Each process runs in a session of its own, so stopping it also reaches the
+children it forked (gunicorn workers, Celery pool children) and nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+REPO = Path(__file__).resolve().parents[2]
+ENTRYPOINT = REPO / "bin" / "ephemera"
+VENV_BIN = REPO / ".venv" / "bin"
+
+T = TypeVar("T")
+
+
+def wait_until(
+    condition: Callable[[], T], *, timeout: float, message: str, interval: float = 0.05
+) -> T:
+    """Poll ``condition`` until it returns something truthy; fail with ``message`` after
+    ``timeout`` seconds. Polling is the only way to see another process's state change."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} (waited {timeout:g}s)")
+        time.sleep(interval)
+
+
+def ephemera_env(**overrides: str) -> dict[str, str]:
+    """This session's environment (Redis, secrets, model dir), with the venv's tools on PATH."""
+    env = {**os.environ, **overrides}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+@dataclass
+class Process:
+    """One process started from ``bin/ephemera``, with its combined output in a file."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @classmethod
+    def start(cls, command: str, *, env: Mapping[str, str], log_dir: Path) -> Process:
+        log_path = log_dir / f"{command}-{uuid.uuid4().hex[:6]}.log"
+        with log_path.open("wb") as handle:
+            proc = subprocess.Popen(
+                [str(ENTRYPOINT), command],
+                cwd=REPO,
+                env=dict(env),
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                # Its own process group: cleanup reaches its children and only them.
+                start_new_session=True,
+            )
+        return cls(name=command, proc=proc, log_path=log_path)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def ensure_running(self) -> None:
+        if not self.running():
+            raise AssertionError(
+                f"{self.name} exited with {self.proc.returncode}; its log:\n{self.log()}"
+            )
+
+    def terminate(self) -> None:
+        """SIGTERM to the process itself (not its group), as a container runtime sends it."""
+        self.proc.send_signal(signal.SIGTERM)
+
+    def wait_exit(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"{self.name} did not exit within {timeout:g}s of SIGTERM; its log:\n{self.log()}"
+            ) from None
+
+    def stop(self, timeout: float = 15) -> None:
+        """Cleanup that cannot be skipped: SIGTERM, then SIGKILL to the whole group."""
+        if self.running():
+            self.terminate()
+            with suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=timeout)
+        # Whatever is left of its group (an orphaned pool child) goes too.
+        with suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+@contextmanager
+def running(command: str, *, env: Mapping[str, str], log_dir: Path) -> Iterator[Process]:
+    process = Process.start(command, env=env, log_dir=log_dir)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def text(self) -> str:
+        return self.body.decode(errors="replace")
+
+
+def http_request(
+    port: int,
+    path: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    timeout: float = 10,
+) -> HttpResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=dict(headers or {}))
+        response = conn.getresponse()
+        return HttpResponse(
+            status=response.status,
+            headers={key.lower(): value for key, value in response.getheaders()},
+            body=response.read(),
+        )
+    finally:
+        conn.close()
+
+
+def wait_for_http(process: Process, port: int, path: str, *, timeout: float = 60) -> HttpResponse:
+    """The first answer on ``path``: whatever its status, the server is up."""
+
+    def answer() -> HttpResponse | None:
+        process.ensure_running()
+        try:
+            return http_request(port, path, timeout=2)
+        except OSError:
+            return None
+
+    return wait_until(
+        answer, timeout=timeout, message=f"{process.name} never answered on port {port}"
+    )
+
+
+def basic_auth(credentials: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+
+
+def multipart(
+    fields: Mapping[str, str], files: Mapping[str, tuple[str, bytes]]
+) -> tuple[bytes, str]:
+    """A ``multipart/form-data`` body and its content type, built by hand (stdlib only)."""
+    boundary = f"ephemera-{uuid.uuid4().hex}"
+    parts: list[bytes] = []
+    for name, value in fields.items():
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+        parts.append(f"{head}{value}\r\n".encode())
+    for name, (filename, data) in files.items():
+        head = (
+            f"--{boundary}\r\nContent-Disposition: form-data; "
+            f'name="{name}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        parts.append(head.encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def manage(env: Mapping[str, str], *args: str, timeout: float = 120) -> str:
+    """``python manage.py ARGS`` in a subprocess with ``env``; its standard output."""
+    result = subprocess.run(
+        [str(VENV_BIN / "python"), "manage.py", *args],
+        cwd=REPO,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def send_request(
+    port: int, path: str, *, headers: Mapping[str, str], timeout: float
+) -> http.client.HTTPConnection:
+    """Send a GET and return its connection: the caller reads the answer later, with
+    ``getresponse()``, so it can act while the request is in flight."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn.request("GET", path, headers=dict(headers))
+    return conn

@@ -1,0 +1,129 @@
+"""Each job runs under a memory ceiling and time limits; hitting one fails only that job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import pytest
+import redis
+from celery import Celery
+
+from backend import abuse
+from backend.ephemeral import store
+from tests.conftest import REPO, portrait, start_worker, stop_worker
+
+pytestmark = pytest.mark.slow
+
+#: A Redis database no other worker of the session consumes from.
+LIMITS_DB = 11
+
+# Runs in a fresh interpreter, like a worker child: caps its own address space
+# at what it already uses plus a little, then runs the real pipeline on a job.
+CHILD = textwrap.dedent(
+    """
+    import sys, django
+    django.setup()
+    from django.conf import settings
+    from workers import limits, runtime
+    from workers.pipeline import process_job
+    runtime.runner("cartoonize")
+    headroom = int(sys.argv[2])
+    if headroom:
+        size_kb = next(int(line.split()[1]) for line in open("/proc/self/status")
+                       if line.startswith("VmSize:"))
+        settings.EPHEMERA_WORKER_MEMORY_MB = size_kb // 1024 + headroom
+        limits.apply_child_limits()
+    print(process_job(sys.argv[1]))
+    """
+)
+
+
+def run_in_child(job_id: str, headroom_mb: int) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, job_id, str(headroom_mb)],
+        cwd=REPO,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "backend.settings"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def queued_job(data: bytes) -> str:
+    job_id = str(uuid.uuid4())
+    store.create_job(
+        job_id=job_id, owner="o" * 64, task="cartoonize", params={}, fmt="jpeg", image=data
+    )
+    return job_id
+
+
+def test_a_job_over_the_memory_ceiling_fails_out_of_memory(redis_conn: redis.Redis) -> None:
+    ok, encoded = cv2.imencode(".jpg", portrait((6000, 4000)))  # 24 MP: 72 MB decoded
+    assert ok
+    photo = encoded.tobytes()
+
+    assert run_in_child(queued_job(photo), headroom_mb=0) == "succeeded"
+
+    job_id = queued_job(photo)
+    assert run_in_child(job_id, headroom_mb=48) == "failed"
+    record = store.get_job(job_id)
+    assert (record.status, record.error_code) == ("failed", "out_of_memory")
+    assert not redis_conn.exists(store.input_key(job_id))
+
+
+@pytest.fixture
+def limits_db(settings: object, tmp_path: Path) -> Iterator[str]:
+    """Point this process's store at a database of its own, for a worker of its own."""
+    live = settings.REDIS_URL  # type: ignore[attr-defined]
+    url = f"{live.rsplit('/', 1)[0]}/{LIMITS_DB}"
+    settings.REDIS_URL = url  # type: ignore[attr-defined]
+    for cached in (store.client, store.blocking_client, store._scripts, abuse._scripts):
+        cached.cache_clear()
+    try:
+        yield url
+    finally:
+        redis.Redis.from_url(url).flushdb()
+        settings.REDIS_URL = live  # type: ignore[attr-defined]
+        for cached in (store.client, store.blocking_client, store._scripts, abuse._scripts):
+            cached.cache_clear()
+
+
+def test_a_job_over_its_time_limit_fails_and_the_worker_goes_on(
+    limits_db: str, tmp_path: Path
+) -> None:
+    worker = start_worker(
+        tmp_path / "worker.log",
+        extra_env={
+            "REDIS_URL": limits_db,
+            "EPHEMERA_TASK_SOFT_LIMIT": "1",
+            "EPHEMERA_TASK_HARD_LIMIT": "3",
+            "EPHEMERA_HEALTH_DIR": str(tmp_path / "health"),
+        },
+    )
+    sender = Celery(broker=limits_db)
+    try:
+        slow = queued_job(cv2.imencode(".jpg", portrait((2048, 2048)))[1].tobytes())
+        store.client().hset(store.job_key(slow), "params", '{"smoothing": 5}')
+        sender.send_task("workers.run_job", args=[slow], queue="jobs")
+        record = store.wait_for_end(slow, timeout=60)
+        assert record is not None
+        assert (record.status, record.error_code) == ("failed", "time_limit")
+
+        quick = queued_job(cv2.imencode(".jpg", portrait((64, 64)))[1].tobytes())
+        sender.send_task("workers.run_job", args=[quick], queue="jobs")
+        record = store.wait_for_end(quick, timeout=60)
+        assert record is not None
+        assert record.status == "succeeded"
+        assert worker.proc.poll() is None
+    finally:
+        sender.close()
+        stop_worker(worker)

@@ -12,7 +12,10 @@ from backend.ephemeral.store import JobRecord
 
 
 class JobSubmitSerializer(serializers.Serializer):
-    image = serializers.FileField(help_text="JPEG, PNG or WebP; the type is read from the bytes.")
+    # Empty files reach the byte sniffer, which refuses them like any non-image (415).
+    image = serializers.FileField(
+        allow_empty_file=True, help_text="JPEG, PNG or WebP; the type is read from the bytes."
+    )
     task = serializers.CharField(max_length=64, help_text="A task name from GET /api/v1/tasks.")
     params = serializers.CharField(
         required=False, allow_blank=True, max_length=4096, help_text="A JSON object as a string."

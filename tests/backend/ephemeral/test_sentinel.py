@@ -32,7 +32,7 @@ def sentinel_port(tmp_path: Path, redis_conn: redis.Redis) -> Iterator[int]:
         f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
         f"sentinel monitor ephemera 127.0.0.1 {master_port} 1\n"
     )
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [shutil.which("redis-server") or "redis-server", str(config), "--sentinel"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -68,7 +68,9 @@ def test_jobs_are_stored_on_the_master_the_sentinels_name(
     forget_connections()
     try:
         job_id = str(uuid.uuid4())
-        store.create_job(job_id=job_id, owner="o", task="cartoonize", params={}, fmt="jpeg", image=b"x")
+        store.create_job(
+            job_id=job_id, owner="o", task="cartoonize", params={}, fmt="jpeg", image=b"x"
+        )
         assert store.claim_job(job_id).image == b"x"
     finally:
         forget_connections()

@@ -66,6 +66,19 @@ def envint(name: str, default: int, *, minimum: int | None = None) -> int:
     return number
 
 
+def envfloat(name: str, default: float, *, minimum: float | None = None) -> float:
+    value = _raw(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{name}={number} is below the minimum of {minimum}")
+    return number
+
+
 def envlist(name: str, default: list[str]) -> list[str]:
     value = _raw(name)
     if value is None:

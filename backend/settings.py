@@ -14,6 +14,7 @@ from backend.devsecrets import dev_secret
 from backend.env import (
     ConfigError,
     envbool,
+    envfloat,
     envint,
     envkey32,
     envlist,
@@ -72,8 +73,8 @@ EPHEMERA_MAX_WAIT = 60
 EPHEMERA_MODEL_DIR = Path(envstr("EPHEMERA_MODEL_DIR", str(VAR_DIR / "models")) or "")
 EPHEMERA_MODEL_KEY = envkey32("EPHEMERA_MODEL_KEY")
 #: Soft and hard time limits of one job, in seconds.
-EPHEMERA_TASK_SOFT_LIMIT = envint("EPHEMERA_TASK_SOFT_LIMIT", 100, minimum=1)
-EPHEMERA_TASK_HARD_LIMIT = envint("EPHEMERA_TASK_HARD_LIMIT", 120, minimum=2)
+EPHEMERA_TASK_SOFT_LIMIT = envfloat("EPHEMERA_TASK_SOFT_LIMIT", 100, minimum=0.1)
+EPHEMERA_TASK_HARD_LIMIT = envfloat("EPHEMERA_TASK_HARD_LIMIT", 120, minimum=0.2)
 if EPHEMERA_TASK_HARD_LIMIT <= EPHEMERA_TASK_SOFT_LIMIT:
     raise ConfigError("EPHEMERA_TASK_HARD_LIMIT must be above EPHEMERA_TASK_SOFT_LIMIT")
 # --- Abuse controls (all counters live in Redis, shared by every web replica) ---

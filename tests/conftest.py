@@ -182,9 +182,13 @@ def start_worker(log_path: Path, *, extra_env: dict[str, str] | None = None) -> 
     )
     deadline = time.monotonic() + 120
     while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"worker did not start:\n{log_path.read_text(errors='replace')}")
+        status = proc.poll()
+        if status is not None or time.monotonic() > deadline:
+            if status is None:
+                proc.kill()
+                proc.wait()
+            log = log_path.read_text(errors="replace")
+            raise RuntimeError(f"worker did not start (exit status {status}):\n{log}")
         time.sleep(0.2)
     # The pool forks its children after the models load; give them a moment.
     time.sleep(1.0)

@@ -82,7 +82,6 @@ app.conf.update(
 )
 
 
-
 class ReplaceChildrenPromptly(bootsteps.StartStopStep):
     """Replace a pool child as soon as it exits, not on the pool's 5 s timer.
 

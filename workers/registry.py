@@ -19,7 +19,12 @@ import numpy as np
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-TASK_MODULES: tuple[str, ...] = ("workers.cartoonize",)
+TASK_MODULES: tuple[str, ...] = (
+    "workers.anonymize",
+    "workers.face_crop",
+    "workers.cartoonize",
+    "workers.detect",
+)
 
 #: What a runner gets: a decoded BGR ``uint8`` array of shape (H, W, 3) and the
 #: validated params with their defaults filled in.

@@ -21,9 +21,11 @@ _runners: dict[str, Runner] = {}
 def load_all() -> None:
     # One intra-op thread per process: concurrency comes from worker processes,
     # and an OpenMP pool started before fork can deadlock the forked children.
+    import cv2
     import torch
 
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     for name, spec in all_specs().items():
         if name in _runners:
             continue

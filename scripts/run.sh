@@ -30,4 +30,6 @@ cat <<INFO
 INFO
 
 export PATH="$PWD/.venv/bin:$PATH"
-exec honcho start --procfile Procfile --no-prefix
+# honcho hands each process PORT = base + 100 * its index in the Procfile:
+# web comes first, so it gets exactly $PORT.
+exec honcho start --procfile Procfile --port "$PORT" --no-prefix

@@ -39,6 +39,14 @@ def redis_conn() -> Iterator[redis.Redis]:
     clean_ours(conn)
 
 
+def forget_redis_connections() -> None:
+    """Drop the cached clients and scripts, so the next call reads ``REDIS_URL`` again."""
+    from backend import abuse
+
+    for cached in (store.client, store.blocking_client, store._scripts, abuse._scripts):
+        cached.cache_clear()
+
+
 def clean_ours(conn: redis.Redis) -> None:
     """Remove job data and operational state (rate limits, blocks); leave Celery's keys."""
     for pattern in ("eph:*", "ephops:*"):

@@ -15,9 +15,8 @@ import pytest
 import redis
 from celery import Celery
 
-from backend import abuse
 from backend.ephemeral import store
-from tests.conftest import REPO, portrait, start_worker, stop_worker
+from tests.conftest import REPO, forget_redis_connections, portrait, start_worker, stop_worker
 
 pytestmark = pytest.mark.slow
 
@@ -86,15 +85,13 @@ def limits_db(settings: object, tmp_path: Path) -> Iterator[str]:
     live = settings.REDIS_URL  # type: ignore[attr-defined]
     url = f"{live.rsplit('/', 1)[0]}/{LIMITS_DB}"
     settings.REDIS_URL = url  # type: ignore[attr-defined]
-    for cached in (store.client, store.blocking_client, store._scripts, abuse._scripts):
-        cached.cache_clear()
+    forget_redis_connections()
     try:
         yield url
     finally:
         redis.Redis.from_url(url).flushdb()
         settings.REDIS_URL = live  # type: ignore[attr-defined]
-        for cached in (store.client, store.blocking_client, store._scripts, abuse._scripts):
-            cached.cache_clear()
+        forget_redis_connections()
 
 
 def test_a_job_over_its_time_limit_fails_and_the_worker_goes_on(

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from backend.api.errors import server_error
 from backend.ephemeral import store
-from tests.conftest import Persona, Upload, portrait
+from tests.conftest import Persona, Upload, forget_redis_connections, portrait
 from tests.integration.helpers import submit
 
 
@@ -96,13 +96,6 @@ def test_an_unknown_job_is_404(alice: Persona) -> None:
 
 def test_an_unknown_result_token_is_404(alice: Persona) -> None:
     assert_error(alice.api.get("/api/v1/results/rt_nothing"), 404, "result_not_found")
-
-
-def forget_redis_connections() -> None:
-    from backend import abuse
-
-    for cached in (store.client, store.blocking_client, store._scripts, abuse._scripts):
-        cached.cache_clear()
 
 
 def test_a_dead_redis_is_503_backend_unavailable(

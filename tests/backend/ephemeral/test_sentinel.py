@@ -12,15 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from backend import abuse
 from backend.ephemeral import store
 from backend.ephemeral.store import sentinel_config
+from tests.conftest import forget_redis_connections
 from tests.redis_server import free_port
-
-
-def forget_connections() -> None:
-    for cached in (store.client, store.blocking_client, store._scripts, abuse._scripts):
-        cached.cache_clear()
 
 
 @pytest.fixture
@@ -65,7 +60,7 @@ def test_jobs_are_stored_on_the_master_the_sentinels_name(
 ) -> None:
     settings.REDIS_URL = f"sentinel://127.0.0.1:{sentinel_port}/0"  # type: ignore[attr-defined]
     settings.REDIS_SENTINEL_MASTER = "ephemera"  # type: ignore[attr-defined]
-    forget_connections()
+    forget_redis_connections()
     try:
         job_id = str(uuid.uuid4())
         store.create_job(
@@ -73,6 +68,6 @@ def test_jobs_are_stored_on_the_master_the_sentinels_name(
         )
         assert store.claim_job(job_id).image == b"x"
     finally:
-        forget_connections()
+        forget_redis_connections()
     # Read back over a plain connection to the master itself.
     assert redis_conn.hget(store.job_key(job_id), "status") == b"running"

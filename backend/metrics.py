@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
+from redis.client import Pipeline
 
 from backend.ephemeral import store
 
 logger = logging.getLogger(__name__)
 
 METRICS_KEY = "ephops:metrics"
+GAUGES_KEY = "ephops:gauges"
 #: Long enough to outlive any scrape gap; refreshed on every write.
 METRICS_TTL = 30 * 24 * 3600
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -42,42 +44,40 @@ def _field(name: str, labels: dict[str, str]) -> str:
     return name + "|" + "|".join(f"{key}={labels[key]}" for key in sorted(labels))
 
 
-def inc(name: str, amount: float = 1, **labels: str) -> None:
-    """Add to a counter. Never raises: a metric must not fail a job or a request."""
+def _write(key: str, commands: Callable[[Pipeline], object]) -> None:
+    """Queue ``commands`` on one pipeline, refresh the key's TTL, send.
+
+    Never raises: a metric must not fail a job or a request.
+    """
     try:
         pipe = store.client().pipeline(transaction=False)
-        pipe.hincrbyfloat(METRICS_KEY, _field(name, labels), amount)
-        pipe.expire(METRICS_KEY, METRICS_TTL)
+        commands(pipe)
+        pipe.expire(key, METRICS_TTL)
         pipe.execute()
     except Exception as exc:
         logger.warning("metric_write_failed", extra={"error_type": type(exc).__name__})
+
+
+def inc(name: str, amount: float = 1, **labels: str) -> None:
+    """Add to a counter."""
+    _write(METRICS_KEY, lambda pipe: pipe.hincrbyfloat(METRICS_KEY, _field(name, labels), amount))
 
 
 def observe(name: str, seconds: float, **labels: str) -> None:
     """Record one observation into a histogram (cumulative buckets, sum, count)."""
-    try:
-        pipe = store.client().pipeline(transaction=False)
-        for bound in BUCKETS:
-            if seconds <= bound:
-                pipe.hincrbyfloat(
-                    METRICS_KEY, _field(name + "_bucket", {**labels, "le": str(bound)}), 1
-                )
-        pipe.hincrbyfloat(METRICS_KEY, _field(name + "_bucket", {**labels, "le": "+Inf"}), 1)
+
+    def commands(pipe: Pipeline) -> None:
+        for bound in (*[str(bound) for bound in BUCKETS if seconds <= bound], "+Inf"):
+            pipe.hincrbyfloat(METRICS_KEY, _field(name + "_bucket", {**labels, "le": bound}), 1)
         pipe.hincrbyfloat(METRICS_KEY, _field(name + "_sum", labels), seconds)
         pipe.hincrbyfloat(METRICS_KEY, _field(name + "_count", labels), 1)
-        pipe.expire(METRICS_KEY, METRICS_TTL)
-        pipe.execute()
-    except Exception as exc:
-        logger.warning("metric_write_failed", extra={"error_type": type(exc).__name__})
+
+    _write(METRICS_KEY, commands)
 
 
 def set_gauge(name: str, value: float, **labels: str) -> None:
     """A gauge written by a periodic job (e.g. the privacy audit's findings)."""
-    try:
-        store.client().hset("ephops:gauges", _field(name, labels), value)
-        store.client().expire("ephops:gauges", METRICS_TTL)
-    except Exception as exc:
-        logger.warning("metric_write_failed", extra={"error_type": type(exc).__name__})
+    _write(GAUGES_KEY, lambda pipe: pipe.hset(GAUGES_KEY, _field(name, labels), value))
 
 
 def _parse(field: bytes) -> tuple[str, dict[str, str]]:
@@ -106,7 +106,7 @@ class RedisCollector:
             yield _histogram(name, help_text, label_names, parsed)
 
         gauges: dict[str, GaugeMetricFamily] = {}
-        for field, value in conn.hgetall("ephops:gauges").items():
+        for field, value in conn.hgetall(GAUGES_KEY).items():
             metric, labels = _parse(field)
             family = gauges.setdefault(
                 metric,

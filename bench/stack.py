@@ -17,14 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.redis_server import free_port, start_redis
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 60) -> None:
@@ -108,24 +104,14 @@ class Stack:
 def stack() -> Iterator[Stack]:
     workdir = Path(tempfile.mkdtemp(prefix="ephemera-bench-"))
     running = Stack(workdir)
-    running.start(
-        shutil.which("redis-server") or "redis-server",
-        "--port",
-        str(running.redis_port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(workdir),
-    )
-    wait_port(running.redis_port)
+    # The same persistence-free Redis the test session starts, on its own port.
+    redis_server = start_redis(running.redis_port, workdir)
     running.manage("migrate", "--noinput")
     try:
         yield running
     finally:
         for proc in reversed(running.procs):
             running.stop(proc)
+        redis_server.terminate()
+        redis_server.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -104,9 +104,8 @@ def job_get(*, client: ApiClient, job_id: str, wait: float = 0) -> store.JobReco
 
 def job_delete(*, client: ApiClient, job_id: str) -> None:
     """Purge the job's input, result and events now; a queued job will not run."""
-    job_get(client=client, job_id=job_id)
-    record = store.get_job(job_id)
-    if store.cancel_job(job_id) and record is not None and not record.terminal:
+    record = job_get(client=client, job_id=job_id)
+    if store.cancel_job(job_id) and not record.terminal:
         metrics.inc(
             "ephemera_jobs_finished_total", task=record.task, status="cancelled", error_code=""
         )

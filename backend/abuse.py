@@ -7,15 +7,14 @@ Time is passed in (``now``), so tests can step it instead of sleeping.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 from dataclasses import dataclass
-from functools import cache
 
 from django.conf import settings
 
-from backend.ephemeral import store
+from backend.ephemeral import keys, scripts
+from backend.ephemeral.connection import client
+from backend.ephemeral.records import record_ttl
 
 # GCRA (the generic cell rate algorithm): one key per subject holding the
 # "theoretical arrival time"; a request is allowed while it would not push that
@@ -46,17 +45,6 @@ return 0
 """
 
 
-@cache
-def _scripts() -> dict[str, object]:
-    conn = store.client()
-    return {"gcra": conn.register_script(_GCRA), "reject": conn.register_script(_REJECT)}
-
-
-def subject_hash(kind: str, value: str) -> str:
-    key = hmac.new(settings.SECRET_KEY.encode(), b"ephemera/abuse", hashlib.sha256).digest()
-    return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
-
-
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
@@ -68,16 +56,16 @@ def rate_limit(*, scope: str, subject: str, per_minute: int, now: float) -> Deci
     if per_minute <= 0:
         return Decision(True)
     interval_ms = 60_000 / per_minute
-    allowed, wait_ms = _scripts()["gcra"](  # type: ignore[operator]
-        keys=[f"ephops:rl:{scope}:{subject}"], args=[now * 1000, interval_ms, per_minute]
+    allowed, wait_ms = scripts.run(
+        _GCRA, keys=[keys.rate_key(scope, subject)], args=[now * 1000, interval_ms, per_minute]
     )
     return Decision(bool(allowed), float(wait_ms) / 1000)
 
 
 def blocked_for(*, subjects: list[str]) -> float:
     """Seconds left on the longest block among ``subjects``; 0 when none."""
-    conn = store.client()
-    ttls = [conn.ttl(f"ephops:block:{subject}") for subject in subjects]
+    conn = client()
+    ttls = [conn.ttl(keys.block_key(subject)) for subject in subjects]
     return float(max([ttl for ttl in ttls if ttl > 0], default=0))
 
 
@@ -86,8 +74,9 @@ def note_rejected_upload(*, subjects: list[str]) -> bool:
     blocked = False
     for subject in subjects:
         blocked |= bool(
-            _scripts()["reject"](  # type: ignore[operator]
-                keys=[f"ephops:rej:{subject}", f"ephops:block:{subject}"],
+            scripts.run(
+                _REJECT,
+                keys=[keys.rejections_key(subject), keys.block_key(subject)],
                 args=[
                     settings.EPHEMERA_BLOCK_AFTER,
                     settings.EPHEMERA_BLOCK_SECONDS,
@@ -100,7 +89,7 @@ def note_rejected_upload(*, subjects: list[str]) -> bool:
 
 def note_accepted_upload(*, subjects: list[str]) -> None:
     """A valid upload resets the count of rejections in a row."""
-    store.client().delete(*(f"ephops:rej:{subject}" for subject in subjects))
+    client().delete(*(keys.rejections_key(subject) for subject in subjects))
 
 
 def in_flight(*, owner: str) -> int:
@@ -109,19 +98,19 @@ def in_flight(*, owner: str) -> int:
     The set is cleaned lazily: members whose job ended or vanished are dropped
     here, so no state change elsewhere has to remember to update it.
     """
-    conn = store.client()
-    key = f"ephops:active:{owner}"
+    conn = client()
+    key = keys.active_key(owner)
     members = [member.decode() for member in conn.smembers(key)]
     if not members:
         return 0
     pipe = conn.pipeline(transaction=False)
     for job_id in members:
-        pipe.hget(store.job_key(job_id), "status")
+        pipe.hget(keys.job_key(job_id), "status")
     statuses = pipe.execute()
     ended = [
         job_id
         for job_id, status in zip(members, statuses, strict=True)
-        if status is None or status.decode() in store.TERMINAL
+        if status is None or status.decode() in keys.TERMINAL
     ]
     if ended:
         conn.srem(key, *ended)
@@ -129,9 +118,9 @@ def in_flight(*, owner: str) -> int:
 
 
 def note_in_flight(*, owner: str, job_id: str) -> None:
-    pipe = store.client().pipeline(transaction=True)
-    pipe.sadd(f"ephops:active:{owner}", job_id)
-    pipe.expire(f"ephops:active:{owner}", store.record_ttl())
+    pipe = client().pipeline(transaction=True)
+    pipe.sadd(keys.active_key(owner), job_id)
+    pipe.expire(keys.active_key(owner), record_ttl())
     pipe.execute()
 
 

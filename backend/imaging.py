@@ -20,7 +20,9 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, cast
+
+from backend.errors import CodedError
 
 __all__ = [
     "ImageHeader",
@@ -45,22 +47,27 @@ class ImageHeader:
     width: int
     height: int
 
+    @classmethod
+    def of(cls, fmt: str, *, width: int, height: int) -> ImageHeader:
+        """A header as a job record keeps it (format and size), for the worker's decode."""
+        if fmt not in ("jpeg", "png", "webp"):
+            raise UnsupportedMediaType
+        return cls(cast(ImageFormat, fmt), f"image/{fmt}", width, height)
 
-class ImageRejected(Exception):
+
+class ImageRejected(CodedError):
     """An upload the service will not process; maps one-to-one onto an API error.
 
-    ``code`` is the API error code, ``status`` the HTTP status, and ``message``
-    tells the client what was wrong and what to do. The message never quotes the
-    upload's bytes.
+    Each subclass fixes its ``code`` and HTTP ``status``; ``message`` tells the
+    client what was wrong and what to do, and never quotes the upload's bytes.
     """
 
-    code: ClassVar[str] = "invalid_image"
-    status: ClassVar[int] = 422
+    code = "invalid_image"
+    status = 422
     default_message: ClassVar[str] = "The image was rejected."
 
     def __init__(self, message: str | None = None) -> None:
-        self.message = message or self.default_message
-        super().__init__(self.message)
+        super().__init__(type(self).code, message or self.default_message)
 
 
 class UnsupportedMediaType(ImageRejected):

@@ -1,6 +1,6 @@
 """JSON log lines that never carry a photo, a key, a token, a raw id or an IP.
 
-Callers log hashed ids (``hashed_id``) so one job can be followed across the
+Callers log hashed ids (``backend.pseudonyms.hashed_id``) so one job can be followed across the
 web and worker logs without the log revealing which job it was. The redacting
 filter is the last line of defence for anything that slips through, including
 third-party messages (Celery, gunicorn, Django).
@@ -8,14 +8,13 @@ third-party messages (Celery, gunicorn, Django).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import re
 import time
-from functools import cache
 from typing import Any
+
+from backend.pseudonyms import hashed_id
 
 API_KEY_PATTERN = re.compile(r"\bek_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{16,}")
 TOKEN_PATTERN = re.compile(r"\brt_[A-Za-z0-9_-]{16,}")
@@ -28,18 +27,6 @@ BEARER_PATTERN = re.compile(r"(?i)\b(bearer|x-api-key:?)\s+\S+")
 _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
 )
-
-
-@cache
-def _hash_key() -> bytes:
-    from django.conf import settings
-
-    return hmac.new(settings.SECRET_KEY.encode(), b"ephemera/log-id", hashlib.sha256).digest()
-
-
-def hashed_id(value: str) -> str:
-    """A stable, non-reversible stand-in for an id: the same in web and worker logs."""
-    return hmac.new(_hash_key(), value.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def redact(text: str) -> str:

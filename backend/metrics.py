@@ -17,12 +17,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.metrics_core import Metric
 from redis.client import Pipeline
 
-from backend.ephemeral import store
+from backend.ephemeral.connection import client
+from backend.ephemeral.keys import GAUGES_KEY, METRICS_KEY, WORKER_PATTERN
+from backend.jobs.queue import QUEUES
 
 logger = logging.getLogger(__name__)
 
-METRICS_KEY = "ephops:metrics"
-GAUGES_KEY = "ephops:gauges"
 #: Long enough to outlive any scrape gap; refreshed on every write.
 METRICS_TTL = 30 * 24 * 3600
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -50,7 +50,7 @@ def _write(key: str, commands: Callable[[Pipeline], object]) -> None:
     Never raises: a metric must not fail a job or a request.
     """
     try:
-        pipe = store.client().pipeline(transaction=False)
+        pipe = client().pipeline(transaction=False)
         commands(pipe)
         pipe.expire(key, METRICS_TTL)
         pipe.execute()
@@ -89,7 +89,7 @@ class RedisCollector:
     """Exports the shared counters plus gauges measured at scrape time."""
 
     def collect(self) -> Iterator[Metric]:
-        conn = store.client()
+        conn = client()
         values = {field: float(value) for field, value in conn.hgetall(METRICS_KEY).items()}
         parsed = [(*_parse(field), value) for field, value in values.items()]
 
@@ -116,10 +116,10 @@ class RedisCollector:
         yield from gauges.values()
 
         queue = GaugeMetricFamily("ephemera_queue_length", "Messages waiting", labels=["queue"])
-        for name in ("jobs", "maintenance"):
+        for name in QUEUES:
             queue.add_metric([name], float(conn.llen(name)))
         yield queue
-        workers = sum(1 for _ in conn.scan_iter(match="ephops:worker:*", count=100))
+        workers = sum(1 for _ in conn.scan_iter(match=WORKER_PATTERN, count=100))
         yield GaugeMetricFamily(
             "ephemera_workers_up", "Workers with a fresh heartbeat", value=workers
         )

@@ -105,8 +105,9 @@ EPHEMERA_WORKER_MEMORY_MB = envint("EPHEMERA_WORKER_MEMORY_MB", 6144, minimum=0)
 FLOWER_BASIC_AUTH = envsecret("FLOWER_BASIC_AUTH")
 #: Days the audit log keeps its (content-free) events.
 EPHEMERA_AUDIT_RETENTION_DAYS = envint("EPHEMERA_AUDIT_RETENTION_DAYS", 30, minimum=1)
-#: Replace each worker child after one job, so no child ever holds two people's photos.
+#: A fresh process per job (workers.isolation), so no process ever holds two people's photos.
 EPHEMERA_ISOLATE_JOBS = envbool("EPHEMERA_ISOLATE_JOBS", default=True)
+#: Pool processes per worker node; None lets Celery take the number of cores.
 WORKER_CONCURRENCY = envint("WORKER_CONCURRENCY", 0, minimum=0) or None
 
 # --- Django ---------------------------------------------------------------
@@ -122,6 +123,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "backend.clients",
     "backend.audit",
+    "backend.jobs",
     "workers",
 ]
 

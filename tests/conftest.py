@@ -25,7 +25,7 @@ import redis
 from rest_framework.test import APIClient
 
 from backend.clients.services import api_key_create
-from backend.ephemeral import store
+from backend.ephemeral import connection
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def redis_conn() -> Iterator[redis.Redis]:
     """The session's Redis; every key of ours is removed before and after each test."""
-    conn = store.client()
+    conn = connection.client()
     clean_ours(conn)
     yield conn
     clean_ours(conn)
@@ -41,10 +41,7 @@ def redis_conn() -> Iterator[redis.Redis]:
 
 def forget_redis_connections() -> None:
     """Drop the cached clients and scripts, so the next call reads ``REDIS_URL`` again."""
-    from backend import abuse
-
-    for cached in (store.client, store.blocking_client, store._scripts, abuse._scripts):
-        cached.cache_clear()
+    connection.forget()
 
 
 def clean_ours(conn: redis.Redis) -> None:

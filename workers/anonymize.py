@@ -12,31 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workers.models.face_params import detection_properties
-from workers.registry import Runner, TaskSpec
+from workers.registry import Runner
 
 if TYPE_CHECKING:
     from workers.models.faces import FaceDetector
-
-PARAMS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "mode": {
-            "enum": ["blur", "pixelate", "box"],
-            "default": "blur",
-            "description": "How to hide each face.",
-        },
-        "margin": {
-            "type": "number",
-            "minimum": 0,
-            "maximum": 1,
-            "default": 0.2,
-            "description": "Extra area hidden around each face, as a fraction of its size.",
-        },
-        **detection_properties(recall_first=True),
-    },
-}
 
 
 def load() -> Runner:
@@ -56,18 +35,3 @@ def make_runner(detector: FaceDetector) -> Runner:
         return redact(image, found.cover, mode=params["mode"], margin=float(params["margin"]))
 
     return run
-
-
-SPEC = TaskSpec(
-    name="anonymize",
-    description=(
-        "Find every face (two detectors, recall first) and blur, pixelate or black it out. "
-        "The result has the input's size."
-    ),
-    params_schema=PARAMS_SCHEMA,
-    load=load,
-    # Answers in the input's own size and coordinates; the detector downscales
-    # its own copy (detect_size), so the photo itself is not shrunk first.
-    downscale_input=False,
-    output="image",
-)

@@ -1,7 +1,7 @@
 """The ``cartoonize`` task: an edge-preserving cartoon rendering of the photo.
 
-This module is imported by the web for the catalogue and for params validation, so it must
-not import torch; ``SPEC.load()`` imports the torch code in ``workers.models.cartoon``.
+``load()`` imports the torch code in ``workers.models.cartoon``; importing this
+module stays cheap, so the registry can list it without loading torch.
 """
 
 from __future__ import annotations
@@ -11,36 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from workers.registry import Runner, TaskSpec
-
-PARAMS_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "levels": {
-            "type": "integer",
-            "minimum": 2,
-            "maximum": 16,
-            "default": 8,
-            "description": "Bands of brightness the colours are posterised to; fewer is flatter.",
-        },
-        "edge_strength": {
-            "type": "number",
-            "minimum": 0,
-            "maximum": 1,
-            "default": 0.6,
-            "description": "Darkness of the ink lines along strong edges: 0 none, 1 black.",
-        },
-        "smoothing": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": 5,
-            "default": 2,
-            "description": "Edge-preserving smoothing passes; more removes more texture.",
-        },
-    },
-}
+from workers.registry import Runner
 
 
 def load() -> Runner:
@@ -61,14 +32,3 @@ def load() -> Runner:
         )
 
     return run
-
-
-SPEC = TaskSpec(
-    name="cartoonize",
-    description=(
-        "Edge-preserving cartoon rendering: flattens texture, posterises the colours and "
-        "inks the strong edges. Returns an image of the same size."
-    ),
-    params_schema=PARAMS_SCHEMA,
-    load=load,
-)

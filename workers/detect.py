@@ -12,17 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workers.models.face_params import detection_properties
-from workers.registry import Runner, TaskSpec
+from workers.registry import Runner
 
 if TYPE_CHECKING:
     from workers.models.faces import FaceDetector
-
-PARAMS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": detection_properties(recall_first=False),
-}
 
 
 def load() -> Runner:
@@ -55,15 +48,3 @@ def make_runner(detector: FaceDetector) -> Runner:
         }
 
     return run
-
-
-SPEC = TaskSpec(
-    name="detect",
-    description="Face boxes, scores and five landmarks per face, as JSON.",
-    params_schema=PARAMS_SCHEMA,
-    load=load,
-    # Answers in the input's own size and coordinates; the detector downscales
-    # its own copy (detect_size), so the photo itself is not shrunk first.
-    downscale_input=False,
-    output="json",
-)

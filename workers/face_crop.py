@@ -7,39 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workers.models.face_params import detection_properties
-from workers.registry import Runner, TaskFailed, TaskSpec
+from backend.errors import CodedError
+from workers.registry import Runner
 
 if TYPE_CHECKING:
     from workers.models.faces import FaceDetector
-
-MIN_SIZE = 32
-MAX_SIZE = 1024
-
-PARAMS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "size": {
-            "type": "integer",
-            "minimum": MIN_SIZE,
-            "maximum": MAX_SIZE,
-            "default": 256,
-            "description": "Side of the square output, in pixels.",
-        },
-        "padding": {
-            "type": "number",
-            "minimum": 0,
-            "maximum": 1,
-            "default": 0.25,
-            "description": (
-                "Space around the canonical face (eyes to mouth), as a fraction of it: "
-                "0 is the tight 112x112 ArcFace framing."
-            ),
-        },
-        **detection_properties(recall_first=False),
-    },
-}
 
 
 def load() -> Runner:
@@ -57,7 +29,7 @@ def make_runner(detector: FaceDetector) -> Runner:
     def run(image: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
         faces = detector.detect(image, DetectOptions.from_params(params)).faces
         if len(faces) == 0:
-            raise TaskFailed(
+            raise CodedError(
                 "no_face_found",
                 "No face was found in the image. Use a photo where a face is visible, or "
                 "lower the detection thresholds in params.",
@@ -69,15 +41,3 @@ def make_runner(detector: FaceDetector) -> Runner:
         )
 
     return run
-
-
-SPEC = TaskSpec(
-    name="face_crop",
-    description=(
-        "The largest face, aligned on its eyes, nose and mouth to a canonical position, "
-        "as a square image."
-    ),
-    params_schema=PARAMS_SCHEMA,
-    load=load,
-    output="image",
-)

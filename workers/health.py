@@ -32,14 +32,14 @@ def mark_ready() -> None:
 
 def start_heartbeat(hostname: str) -> None:
     """Touch the liveness file, and tell Redis this worker is up (for metrics)."""
-    from backend.ephemeral import store
+    from backend.ephemeral import connection, keys
 
     def beat() -> None:
         while True:
             _touch(HEARTBEAT_FILE)
             # Liveness must not depend on Redis: a failed write is simply skipped.
             with contextlib.suppress(Exception):
-                store.client().set(f"ephops:worker:{hostname}", b"1", ex=HEARTBEAT_SECONDS * 3)
+                connection.client().set(keys.worker_key(hostname), b"1", ex=HEARTBEAT_SECONDS * 3)
             time.sleep(HEARTBEAT_SECONDS)
 
     threading.Thread(target=beat, name="ephemera-heartbeat", daemon=True).start()

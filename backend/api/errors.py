@@ -16,21 +16,24 @@ from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from backend.errors import CodedError
+
 logger = logging.getLogger(__name__)
 
 
-class ApiError(exceptions.APIException):
-    """An expected failure with a code and a message that tells the client what to do."""
+class ApiError(CodedError):
+    """An expected failure of a request, with its HTTP status, code and message."""
 
     def __init__(
         self, status_code: int, code: str, message: str, *, retry_after: float | None = None
     ) -> None:
-        super().__init__(detail=message, code=code)
-        self.status_code = status_code
-        self.code = code
-        self.message = message
+        super().__init__(code, message, status=status_code)
         #: Seconds, sent as ``Retry-After`` (429 and 503 answers).
         self.wait = retry_after
+
+    @property
+    def status_code(self) -> int:
+        return self.status
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
@@ -59,8 +62,8 @@ _DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
-    if isinstance(exc, ApiError):
-        return _respond(exc.status_code, exc.code, exc.message, exc)
+    if isinstance(exc, CodedError):
+        return _respond(exc.status, exc.code, exc.message, exc)
     if isinstance(exc, exceptions.Throttled):
         return _respond(429, "rate_limited", "Too many requests; retry later.", exc)
     if isinstance(exc, Http404):
@@ -92,9 +95,7 @@ def _first_message(detail: Any) -> str:
     return str(detail)
 
 
-def _respond(
-    status_code: int, code: str, message: str, exc: exceptions.APIException | None
-) -> Response:
+def _respond(status_code: int, code: str, message: str, exc: Exception | None) -> Response:
     response = Response(error_body(code, message), status=status_code)
     wait = getattr(exc, "wait", None)
     if wait is not None:

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from backend.api.errors import error_body
-from backend.ephemeral import store
+from backend.ephemeral.connection import client
 from backend.metrics import RedisCollector
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 def _check_redis() -> bool:
     try:
-        return bool(store.client().ping())
+        return bool(client().ping())
     except Exception as exc:
         logger.warning("readiness_redis_failed", extra={"error_type": type(exc).__name__})
         return False

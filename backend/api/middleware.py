@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from backend import abuse, metrics
 from backend.api.errors import error_body
+from backend.pseudonyms import subject_hash
 
 API_PREFIX = "/api/"
 CORS_METHODS = "GET, POST, DELETE, OPTIONS"
@@ -72,7 +73,7 @@ class ApiGuardMiddleware:
         return self._cors(response, origin, preflight=False) if origin else response
 
     def _refuse_by_ip(self, request: HttpRequest) -> HttpResponse | None:
-        ip_subject = abuse.subject_hash("ip", request.META["EPHEMERA_CLIENT_IP"])
+        ip_subject = subject_hash("ip", request.META["EPHEMERA_CLIENT_IP"])
         left = abuse.blocked_for(subjects=[ip_subject])
         if left > 0:
             return _too_many(

@@ -19,7 +19,7 @@ from backend import abuse, metrics
 from backend.api.errors import ApiError
 from backend.audit.services import audit_record
 from backend.clients.models import ApiClient
-from backend.ephemeral import store
+from backend.pseudonyms import owner_hash, subject_hash
 
 
 def api_client(request: Request) -> ApiClient:
@@ -29,9 +29,9 @@ def api_client(request: Request) -> ApiClient:
 
 def client_subjects(request: Request) -> list[str]:
     """The client and the IP a request comes from, as the abuse module names them."""
-    subjects = [abuse.subject_hash("ip", request.META.get("EPHEMERA_CLIENT_IP", ""))]
+    subjects = [subject_hash("ip", request.META.get("EPHEMERA_CLIENT_IP", ""))]
     if request.user is not None:
-        subjects.insert(0, abuse.subject_hash("client", str(request.user.pk)))
+        subjects.insert(0, subject_hash("client", str(request.user.pk)))
     return subjects
 
 
@@ -42,10 +42,16 @@ def rate_limited(request: Request, message: str, retry_after: float, scope: str)
 
 
 class BlockedClientThrottle(BaseThrottle):
-    """A client or IP blocked after repeated rejected uploads gets nothing."""
+    """A client blocked after repeated rejected uploads gets nothing.
+
+    The block of the client's IP was checked already, before authentication,
+    by ``ApiGuardMiddleware``; this checks the client itself.
+    """
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        left = abuse.blocked_for(subjects=client_subjects(request))
+        if request.user is None:
+            return True
+        left = abuse.blocked_for(subjects=[subject_hash("client", str(request.user.pk))])
         if left > 0:
             metrics.inc("ephemera_blocked_total")
             audit_record(event="blocked", client_id=getattr(request.user, "pk", None))
@@ -69,7 +75,7 @@ class SubmitRateThrottle(BaseThrottle):
         per_minute = settings.EPHEMERA_TIER_RATES.get(api_client(request).tier, 0)
         decision = abuse.rate_limit(
             scope="submit",
-            subject=abuse.subject_hash("client", str(request.user.pk)),
+            subject=subject_hash("client", str(request.user.pk)),
             per_minute=per_minute,
             now=self.timer(),
         )
@@ -90,7 +96,7 @@ class InFlightThrottle(BaseThrottle):
         if request.method != "POST":
             return True
         cap = settings.EPHEMERA_TIER_IN_FLIGHT.get(api_client(request).tier, 0)
-        if cap and abuse.in_flight(owner=store.owner_hash(request.user.pk)) >= cap:
+        if cap and abuse.in_flight(owner=owner_hash(request.user.pk)) >= cap:
             raise rate_limited(
                 request,
                 f"You have {cap} jobs in flight, the most your tier allows; wait for one to end.",

@@ -19,16 +19,17 @@ from backend.api.throttling import (
     api_client,
     counting_rejections,
 )
+from backend.catalogue import CATALOGUE
 from backend.ephemeral import store
+from backend.ephemeral.records import JobRecord
 from backend.jobs import services
-from workers.registry import all_specs
 
 PREFER = OpenApiParameter(
     "Prefer", str, OpenApiParameter.HEADER, description="wait=N (N <= 60): wait for the job to end"
 )
 
 
-def job_response(record: store.JobRecord, *, status_code: int, wait: int = 0) -> Response:
+def job_response(record: JobRecord, *, status_code: int, wait: int = 0) -> Response:
     token = store.reveal_token(record) if record.status == "succeeded" else None
     response = Response(
         JobSerializer(record, context={"token": token}).data,
@@ -61,7 +62,9 @@ class JobCreateView(APIView):
             )
         wait = requested_wait(request)
         if wait:
-            record = services.job_get(client=api_client(request), job_id=record.id, wait=wait)
+            record = services.job_get(
+                client=api_client(request), job_id=record.id, wait=wait, known=record
+            )
         code = status.HTTP_201_CREATED if record.terminal else status.HTTP_202_ACCEPTED
         return job_response(record, status_code=code, wait=wait)
 
@@ -106,6 +109,6 @@ class TaskCatalogueView(APIView):
                 "max_pixels": settings.EPHEMERA_MAX_PIXELS,
                 "max_side": settings.EPHEMERA_MAX_SIDE,
             }
-            for spec in all_specs().values()
+            for spec in CATALOGUE.values()
         ]
         return Response({"tasks": tasks})

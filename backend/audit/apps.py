@@ -7,3 +7,7 @@ class AuditConfig(AppConfig):
     name = "backend.audit"
     label = "audit"
     verbose_name = "Audit log and privacy audit"
+
+    def ready(self) -> None:
+        # Registers the deployment checks (``manage.py check --deploy``).
+        from backend.audit import checks  # noqa: F401

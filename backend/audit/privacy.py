@@ -17,21 +17,23 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import re
-import string
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 import redis
 from django.conf import settings
+from django.core.checks import Tags, run_checks
 from django.db import Error as DatabaseError
 from django.utils import timezone
 
-from backend.audit.services import keyring_observe
-from backend.ephemeral import crypto, store
+from backend.audit import checks
+from backend.audit.services import keyring_first_seen, keyring_observe
+from backend.ephemeral import crypto, keys
+from backend.ephemeral.connection import client
+from backend.ephemeral.records import FIELDS, record_ttl
 
 logger = logging.getLogger(__name__)
 
@@ -51,49 +53,11 @@ CHECKS: tuple[str, ...] = (
     "keyring_weak",
 )
 
-STATUSES = frozenset({"queued", "running", "succeeded", "failed", "cancelled", "expired"})
-#: The fields a job hash may hold: the record's own, plus the Lua scripts' counter.
-JOB_FIELDS = frozenset(f.name for f in fields(store.JobRecord)) - {"id"} | {"deliveries"}
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 #: Enough of a string payload to check the sealed-blob framing (magic, kid,
 #: nonces, wrapped key) without reading megabytes of ciphertext.
 _HEAD_BYTES = 512
 _STREAM_ENTRIES = 256
 _BATCH = 200
-
-MIN_FLOWER_PASSWORD = 16
-#: Defaults seen in tutorials and example files; compared case-insensitively.
-_COMMON_PASSWORDS = frozenset(
-    {
-        "admin",
-        "password",
-        "changeme",
-        "change_me",
-        "secret",
-        "flower",
-        "letmein",
-        "passwordpassword",
-        "changemechangeme",
-        "0123456789abcdef",
-        "1234567890123456",
-    }
-)
-_DEFAULT_MARKERS = ("changeme", "change_me", "change-me", "password", "example")
-#: 32-byte test keys that appear in documentation and test suites.
-_KNOWN_TEST_KEYS = frozenset(
-    {
-        bytes(range(32)),
-        bytes(range(1, 33)),
-        bytes(range(31, -1, -1)),
-        b"0123456789abcdef0123456789abcdef",
-        b"01234567890123456789012345678901",
-    }
-)
-#: A uniformly random 32-byte key has about 30 distinct byte values; fewer than
-#: this many happens by chance with probability far below 1e-15.
-_MIN_DISTINCT_KEY_BYTES = 16
-_PRINTABLE = frozenset(string.printable.encode())
 
 
 @dataclass(frozen=True)
@@ -168,48 +132,65 @@ class _Tally:
         return tuple(Finding(check, detail, count) for (check, detail), count in items)
 
 
+#: Deployment checks (Django's own and ``backend.audit.checks``) reported as
+#: findings of the audit, by message id.
+SETTINGS_CHECKS: dict[str, str] = {
+    "security.W018": "debug_on",
+    "security.W009": "secret_key_weak",
+    checks.FLOWER_AUTH_MISSING: "flower_auth_missing",
+    checks.FLOWER_AUTH_WEAK: "flower_auth_weak",
+    checks.KEYRING_WEAK: "keyring_weak",
+}
+
+
 def run_privacy_audit(
-    *, conn: redis.Redis | None = None, now: datetime | None = None
+    *, conn: redis.Redis | None = None, now: datetime | None = None, observe_keyring: bool = False
 ) -> PrivacyReport:
-    """Run every check against the live system and return findings and facts."""
+    """Run every check against the live system and return findings and facts.
+
+    Reads only, unless ``observe_keyring``: then (the beat task) it also notes
+    in the database that the active key is active now, which is what the key's
+    age is measured from.
+    """
     now = timezone.now() if now is None else now
     tally = _Tally()
-    keyring = _audit_keyring(tally)
+    keyring = _keyring()
     kids = frozenset(keyring.keys) if keyring else None
-    facts = _audit_redis(store.client() if conn is None else conn, kids, tally)
-    _audit_debug(tally)
-    _audit_flower(tally)
-    _audit_secret_key(tally)
+    facts = _audit_redis(client() if conn is None else conn, kids, tally)
+    for message in run_checks(include_deployment_checks=True, tags=[Tags.security]):
+        check = SETTINGS_CHECKS.get(message.id or "")
+        if check:
+            tally.add(check, str(message.msg))
     return PrivacyReport(
         measured_at=now,
         findings=tally.findings(),
         redis=facts,
         input_ttl=settings.EPHEMERA_INPUT_TTL,
         result_ttl=settings.EPHEMERA_RESULT_TTL,
-        record_ttl=store.record_ttl(),
+        record_ttl=record_ttl(),
         isolate_jobs=bool(settings.EPHEMERA_ISOLATE_JOBS),
-        active_key_since=_active_key_since(keyring, now),
+        active_key_since=_active_key_since(keyring, now, observe=observe_keyring),
     )
+
+
+def _keyring() -> crypto.Keyring | None:
+    try:
+        return crypto.Keyring.parse(settings.EPHEMERA_KEYS)
+    except crypto.KeyringError:
+        return None
 
 
 # --- Redis ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Namespace:
-    redis_type: bytes
-    max_ttl: int
-    name: re.Pattern[str]
-    name_kind: str
-
-
-def _namespaces() -> dict[str, _Namespace]:
-    return {
-        "job": _Namespace(b"hash", store.record_ttl(), _UUID, "a job id"),
-        "evt": _Namespace(b"stream", store.record_ttl(), _UUID, "a job id"),
-        "in": _Namespace(b"string", settings.EPHEMERA_INPUT_TTL, _UUID, "a job id"),
-        "res": _Namespace(b"string", settings.EPHEMERA_RESULT_TTL, _HEX64, "a token hash"),
+def _max_ttls() -> dict[str, int]:
+    """The largest TTL each namespace may have, from the settings that set it."""
+    bounds = {
+        "record": record_ttl(),
+        "input": settings.EPHEMERA_INPUT_TTL,
+        "result": settings.EPHEMERA_RESULT_TTL,
     }
+    return {name: bounds[ns.ttl_bound] for name, ns in keys.NAMESPACES.items()}
 
 
 def _audit_redis(conn: redis.Redis, kids: frozenset[str] | None, tally: _Tally) -> RedisFacts:
@@ -276,10 +257,10 @@ def _batched(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
 def _audit_keys(
     conn: redis.Redis, kids: frozenset[str] | None, tally: _Tally
 ) -> tuple[int, dict[str, int | None]]:
-    namespaces = _namespaces()
-    max_seen: dict[str, int | None] = dict.fromkeys(namespaces)
+    max_ttls = _max_ttls()
+    max_seen: dict[str, int | None] = dict.fromkeys(keys.NAMESPACES)
     scanned = 0
-    for batch in _batched(conn.scan_iter(match=f"{store.PREFIX}*", count=500), _BATCH):
+    for batch in _batched(conn.scan_iter(match=f"{keys.JOB_TREE}*", count=500), _BATCH):
         # Two round trips per batch: type and TTL of every key, then the values.
         pipe = conn.pipeline(transaction=False)
         for key in batch:
@@ -294,7 +275,7 @@ def _audit_keys(
                 continue  # expired or deleted since the scan listed it
             scanned += 1
             ns_name = _audit_key(
-                key, redis_type, ttl, namespaces=namespaces, max_seen=max_seen, tally=tally
+                key, redis_type, ttl, max_ttls=max_ttls, max_seen=max_seen, tally=tally
             )
             if ns_name is None:
                 continue
@@ -315,14 +296,14 @@ def _audit_key(
     redis_type: bytes,
     ttl: int,
     *,
-    namespaces: dict[str, _Namespace],
+    max_ttls: dict[str, int],
     max_seen: dict[str, int | None],
     tally: _Tally,
 ) -> str | None:
     """Check a key's name, TTL and type; return its namespace if its value is to be read."""
-    ns_name, _, suffix = key.decode(errors="replace").removeprefix(store.PREFIX).partition(":")
-    namespace = namespaces.get(ns_name)
-    where = f"eph:{ns_name}:" if namespace else "an unknown eph: namespace"
+    ns_name, _, suffix = key.decode(errors="replace").removeprefix(keys.JOB_TREE).partition(":")
+    namespace = keys.NAMESPACES.get(ns_name)
+    where = namespace.prefix if namespace else "an unknown eph: namespace"
     if ttl == -1:
         tally.add(
             "redis_key_without_ttl",
@@ -336,26 +317,25 @@ def _audit_key(
             "find the writer and move it out of eph:",
         )
         return None
-    if not namespace.name.match(suffix):
+    if not namespace.suffix.match(suffix):
         tally.add(
             "redis_unknown_key",
-            f"keys under {where} whose name is not {namespace.name_kind}: "
+            f"keys under {where} whose name is not {namespace.suffix_kind}: "
             "a key name may carry user data",
         )
     if ttl >= 0:
         seen = max_seen[ns_name]
         max_seen[ns_name] = ttl if seen is None else max(seen, ttl)
-        if ttl > namespace.max_ttl:
+        if ttl > max_ttls[ns_name]:
             tally.add(
                 "redis_ttl_too_long",
                 f"keys under {where} have a TTL above the configured maximum of "
-                f"{namespace.max_ttl}s",
+                f"{max_ttls[ns_name]}s",
             )
-    if redis_type != namespace.redis_type:
+    if redis_type.decode(errors="replace") != namespace.redis_type:
         tally.add(
             "redis_value_format",
-            f"keys under {where} are a Redis {redis_type.decode()}, "
-            f"not a {namespace.redis_type.decode()}",
+            f"keys under {where} are a Redis {redis_type.decode()}, not a {namespace.redis_type}",
         )
         return None
     return ns_name
@@ -364,7 +344,7 @@ def _audit_key(
 def _audit_value(
     ns_name: str, redis_type: bytes, value: Any, kids: frozenset[str] | None, tally: _Tally
 ) -> None:
-    where = f"eph:{ns_name}:"
+    where = keys.NAMESPACES[ns_name].prefix
     if redis_type == b"string":
         if not value:
             return  # deleted between the listing and the read
@@ -375,7 +355,7 @@ def _audit_value(
         for problem in _job_problems(value):
             tally.add("redis_value_format", f"job records {problem}")
     elif any(
-        set(entry) != {b"status"} or entry[b"status"].decode(errors="replace") not in STATUSES
+        set(entry) != {b"status"} or entry[b"status"].decode(errors="replace") not in keys.STATUSES
         for _, entry in value
     ):
         tally.add("redis_value_format", f"streams under {where} hold entries other than a status")
@@ -395,14 +375,14 @@ def _job_problems(raw: dict[bytes, bytes]) -> Iterator[str]:
     if not raw:
         return
     values = {key.decode(errors="replace"): value for key, value in raw.items()}
-    if set(values) - JOB_FIELDS:
+    if set(values) - FIELDS:
         yield "hold fields outside the record schema; find the writer"
-    if not _HEX64.match(values.get("owner", b"").decode(errors="replace")):
+    if not keys.HEX64_PATTERN.match(values.get("owner", b"").decode(errors="replace")):
         yield "name their owner by something other than an HMAC"
-    if values.get("status", b"").decode(errors="replace") not in STATUSES:
+    if values.get("status", b"").decode(errors="replace") not in keys.STATUSES:
         yield "hold an unknown status"
     token_hash = values.get("result_token_hash")
-    if token_hash and not _HEX64.match(token_hash.decode(errors="replace")):
+    if token_hash and not keys.HEX64_PATTERN.match(token_hash.decode(errors="replace")):
         yield "hold a result token hash that is not a SHA-256"
     sealed = values.get("result_token_sealed")
     if sealed and not _is_sealed_base64(sealed):
@@ -417,95 +397,19 @@ def _is_sealed_base64(text: bytes) -> bool:
     return True
 
 
-# --- Settings ---------------------------------------------------------------------
+# --- Keys -------------------------------------------------------------------------
 
 
-def _audit_debug(tally: _Tally) -> None:
-    if settings.DEBUG:
-        tally.add(
-            "debug_on",
-            "DEBUG is on: error pages show settings, paths and request data; unset DJANGO_DEBUG",
-        )
-
-
-def _audit_flower(tally: _Tally) -> None:
-    value = settings.FLOWER_BASIC_AUTH or ""
-    credentials = [part.strip() for part in value.split(",") if part.strip()]
-    pairs = [credential.partition(":") for credential in credentials]
-    if not pairs or any(not user or not sep or not password for user, sep, password in pairs):
-        tally.add(
-            "flower_auth_missing",
-            "FLOWER_BASIC_AUTH is unset or not user:password: Flower would show task "
-            "history to anyone who reaches it; set it",
-        )
-        return
-    for user, _, password in pairs:
-        if _weak_password(user, password):
-            tally.add(
-                "flower_auth_weak",
-                f"a FLOWER_BASIC_AUTH password is weak (shorter than {MIN_FLOWER_PASSWORD}, "
-                "a common default or the user name); generate one with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(24))'`",
-            )
-
-
-def _weak_password(user: str, password: str) -> bool:
-    lowered = password.lower()
-    return (
-        len(password) < MIN_FLOWER_PASSWORD
-        or lowered in _COMMON_PASSWORDS
-        or any(marker in lowered for marker in _DEFAULT_MARKERS)
-        or lowered == user.lower()
-        or len(set(password)) < 8
-    )
-
-
-def _audit_secret_key(tally: _Tally) -> None:
-    # Django's own bar (security.W009): 50 characters, 5 distinct, not a template's.
-    key = str(settings.SECRET_KEY)
-    if len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure"):
-        tally.add(
-            "secret_key_weak",
-            "SECRET_KEY is short, repetitive or Django's insecure template default; it keys "
-            "every HMAC of ids: set DJANGO_SECRET_KEY to `openssl rand -base64 48`",
-        )
-
-
-def _audit_keyring(tally: _Tally) -> crypto.Keyring | None:
-    try:
-        keyring = crypto.Keyring.parse(settings.EPHEMERA_KEYS)
-    except crypto.KeyringError:
-        tally.add("keyring_weak", "EPHEMERA_KEYS does not parse as kid:base64-32-bytes entries")
-        return None
-    advice = "replace it with `openssl rand -base64 32` under a new key id"
-    keys = list(keyring.keys.values())
-    repeated = len(keys) - len(set(keys))
-    if repeated:
-        tally.add(
-            "keyring_weak",
-            f"EPHEMERA_KEYS holds the same key under several key ids; {advice}",
-            repeated,
-        )
-    for key in keys:
-        if len(set(key)) == 1:
-            tally.add("keyring_weak", f"an EPHEMERA_KEYS key is one byte repeated; {advice}")
-        elif key in _KNOWN_TEST_KEYS:
-            tally.add("keyring_weak", f"an EPHEMERA_KEYS key is a well-known test value; {advice}")
-        elif set(key) <= _PRINTABLE:
-            tally.add(
-                "keyring_weak",
-                f"an EPHEMERA_KEYS key is text (a password?), not random bytes; {advice}",
-            )
-        elif len(set(key)) < _MIN_DISTINCT_KEY_BYTES:
-            tally.add("keyring_weak", f"an EPHEMERA_KEYS key is far from random; {advice}")
-    return keyring
-
-
-def _active_key_since(keyring: crypto.Keyring | None, now: datetime) -> datetime | None:
+def _active_key_since(
+    keyring: crypto.Keyring | None, now: datetime, *, observe: bool
+) -> datetime | None:
     if keyring is None:
         return None
+    key = keyring.keys[keyring.active]
     try:
-        return keyring_observe(kid=keyring.active, key=keyring.keys[keyring.active], now=now)
+        if observe:
+            return keyring_observe(kid=keyring.active, key=key, now=now)
+        return keyring_first_seen(kid=keyring.active, key=key)
     except DatabaseError as exc:
         # The age is a fact of the report, not a check: report it unknown.
         logger.warning("privacy_audit_keyring_unrecorded", extra={"error_type": type(exc).__name__})

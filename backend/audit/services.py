@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from backend.audit.models import AuditEvent, EventKind, KeyringObservation
-from backend.logs import hashed_id
+from backend.pseudonyms import hashed_id
 
 logger = logging.getLogger(__name__)
 
@@ -150,3 +150,11 @@ def keyring_observe(*, kid: str, key: bytes, now: datetime | None = None) -> dat
     if not created and observation.last_seen < now:
         KeyringObservation.objects.filter(pk=observation.pk).update(last_seen=now)
     return observation.first_seen
+
+
+def keyring_first_seen(*, kid: str, key: bytes) -> datetime | None:
+    """Since when ``kid`` (with this key) has been seen active; None if never noted."""
+    observation = KeyringObservation.objects.filter(
+        kid=kid, fingerprint=key_fingerprint(key)
+    ).first()
+    return observation.first_seen if observation else None

@@ -19,6 +19,7 @@ import binascii
 import re
 import secrets
 from dataclasses import dataclass
+from functools import cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -149,3 +150,11 @@ def open_sealed(blob: bytes, *, keyring: Keyring, purpose: str, subject: str) ->
         return AESGCM(data_key).decrypt(parts.nonce, parts.ciphertext, context)
     except InvalidTag:
         raise DecryptionError("payload does not decrypt: tampered or bound elsewhere") from None
+
+
+@cache
+def keyring() -> Keyring:
+    """The process's keyring, parsed once from ``EPHEMERA_KEYS``."""
+    from django.conf import settings
+
+    return Keyring.parse(settings.EPHEMERA_KEYS)

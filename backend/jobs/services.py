@@ -1,40 +1,36 @@
 """Job services: what the API does, as plain keyword-only functions.
 
 Views validate the HTTP shape and call exactly one of these; the functions own
-the rules (which task, which params, which bytes) and speak ``ApiError``.
+the rules (which task, which params, which bytes, whose job) and raise
+``ApiError``. State changes go through ``backend.jobs.lifecycle``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from kombu.exceptions import OperationalError
 
-from backend import abuse, metrics
+from backend import abuse
 from backend.api.errors import ApiError
 from backend.audit.services import audit_record
+from backend.catalogue import InvalidParams, get_spec
 from backend.clients.models import ApiClient
 from backend.ephemeral import store
-from backend.imaging import ImageRejected, sniff
-from backend.logs import hashed_id
-from workers.celery_app import enqueue_job
-from workers.registry import InvalidParams, get_spec
-
-logger = logging.getLogger(__name__)
+from backend.ephemeral.records import JobRecord
+from backend.imaging import ImageHeader, ImageRejected, sniff
+from backend.jobs import lifecycle, traces
+from backend.pseudonyms import owner_hash
 
 
 def _not_found() -> ApiError:
     return ApiError(404, "job_not_found", "No such job for this API key.")
 
 
-def job_submit(
-    *, client: ApiClient, task: str, params_text: str | None, image: bytes
-) -> store.JobRecord:
-    """Check an upload, seal it into Redis and queue its id."""
+def job_submit(*, client: ApiClient, task: str, params_text: str | None, image: bytes) -> JobRecord:
+    """Check an upload, then hand it to the lifecycle to seal and queue."""
     spec = get_spec(task)
     if spec is None:
         raise ApiError(400, "unknown_task", f"Unknown task {task!r}; see GET /api/v1/tasks.")
@@ -46,71 +42,62 @@ def job_submit(
         params = spec.validate_params(raw_params)
     except InvalidParams as exc:
         raise ApiError(400, "invalid_params", str(exc)) from None
+    header = _checked_image(image, client=client, task=task)
+    if header.content_type not in spec.accepted_formats:
+        raise ApiError(415, "unsupported_media_type", f"{task} accepts {spec.accepted_formats}.")
+    owner = owner_hash(client.pk)
+    record = lifecycle.submit(
+        client_id=client.pk, owner=owner, task=task, params=params, header=header, image=image
+    )
+    abuse.note_in_flight(owner=owner, job_id=record.id)
+    return record
+
+
+def _checked_image(image: bytes, *, client: ApiClient, task: str) -> ImageHeader:
     try:
-        header = sniff(image, max_pixels=settings.EPHEMERA_MAX_PIXELS)
+        return sniff(image, max_pixels=settings.EPHEMERA_MAX_PIXELS)
     except ImageRejected as exc:
         audit_record(
             event="rejected", client_id=client.pk, task=task, byte_size=len(image), outcome=exc.code
         )
         raise ApiError(exc.status, exc.code, exc.message) from None
-    if header.content_type not in spec.accepted_formats:
-        raise ApiError(415, "unsupported_media_type", f"{task} accepts {spec.accepted_formats}.")
-
-    job_id = str(uuid.uuid4())
-    record = store.create_job(
-        job_id=job_id,
-        owner=store.owner_hash(client.pk),
-        task=task,
-        params=params,
-        fmt=header.format,
-        image=image,
-    )
-    try:
-        enqueue_job(job_id)
-    except OperationalError:
-        store.discard_job(job_id)
-        raise ApiError(
-            503, "backend_unavailable", "The queue is unavailable; retry shortly."
-        ) from None
-    abuse.note_in_flight(owner=record.owner, job_id=job_id)
-    audit_record(
-        event="submitted", client_id=client.pk, job_id=job_id, task=task, byte_size=len(image)
-    )
-    metrics.inc("ephemera_jobs_submitted_total", task=task)
-    logger.info(
-        "job_submitted",
-        extra={
-            "job": hashed_id(job_id),
-            "task": task,
-            "bytes_in": len(image),
-            "format": header.format,
-        },
-    )
-    return record
 
 
-def job_get(*, client: ApiClient, job_id: str, wait: float = 0) -> store.JobRecord:
-    """The client's job, after waiting up to ``wait`` seconds for it to end."""
+def job_get(
+    *, client: ApiClient, job_id: str, wait: float = 0, known: JobRecord | None = None
+) -> JobRecord:
+    """The client's job, after waiting up to ``wait`` seconds for it to end.
+
+    ``known`` is a record the caller holds already (the one a submit returned).
+    A job that Redis no longer has is answered from its durable trace.
+    """
     if not _is_uuid(job_id):
         raise _not_found()
-    record = store.get_job(job_id)
-    if record is None or record.owner != store.owner_hash(client.pk):
+    owner = owner_hash(client.pk)
+    record = known or store.get_job(job_id)
+    if record is None:
+        return _from_trace(job_id, owner=owner)
+    if record.owner != owner:
         # Another client's job answers exactly like a job that does not exist.
         raise _not_found()
     if wait > 0 and not record.terminal:
-        record = store.wait_for_end(job_id, timeout=wait) or record
+        record = store.wait_for_end(job_id, timeout=wait, record=record) or _from_trace(
+            job_id, owner=owner
+        )
     return record
+
+
+def _from_trace(job_id: str, *, owner: str) -> JobRecord:
+    trace = lifecycle.reconcile(job_id)
+    if trace is None or trace.owner != owner:
+        raise _not_found()
+    return traces.as_record(trace)
 
 
 def job_delete(*, client: ApiClient, job_id: str) -> None:
     """Purge the job's input, result and events now; a queued job will not run."""
     record = job_get(client=client, job_id=job_id)
-    if store.cancel_job(job_id) and not record.terminal:
-        metrics.inc(
-            "ephemera_jobs_finished_total", task=record.task, status="cancelled", error_code=""
-        )
-    audit_record(event="deleted", client_id=client.pk, job_id=job_id)
-    logger.info("job_deleted", extra={"job": hashed_id(job_id)})
+    lifecycle.cancel(record.id, client_id=client.pk)
 
 
 @dataclass(frozen=True)
@@ -122,7 +109,7 @@ class Download:
 def result_take(*, client: ApiClient, token: str) -> Download:
     """The result bytes, once, for the client that owns the job."""
     try:
-        taken = store.take_result(token, owner=store.owner_hash(client.pk))
+        taken = store.take_result(token, owner=owner_hash(client.pk))
     except store.ResultUnknown:
         raise ApiError(404, "result_not_found", "No result for this token.") from None
     except store.ResultGone:
@@ -131,10 +118,7 @@ def result_take(*, client: ApiClient, token: str) -> Download:
             410, "result_gone", "This result was already downloaded or has expired."
         ) from None
     audit_record(
-        event="downloaded",
-        client_id=client.pk,
-        job_id=store.job_id_from_token(token),
-        byte_size=len(taken.data),
+        event="downloaded", client_id=client.pk, job_id=taken.job_id, byte_size=len(taken.data)
     )
     return Download(data=taken.data, content_type=taken.content_type)
 

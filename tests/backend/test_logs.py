@@ -6,7 +6,8 @@ import json
 import logging
 import uuid
 
-from backend.logs import JsonFormatter, RedactingFilter, hashed_id
+from backend.logs import JsonFormatter, RedactingFilter
+from backend.pseudonyms import hashed_id
 
 
 def render(message: str, *args: object, **extra: object) -> dict[str, object]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from rest_framework.test import APIClient
 
+from backend.ephemeral import connection
+from backend.jobs.queue import JOBS_QUEUE, enqueue_job
 from workers.celery_app import app
 
 if TYPE_CHECKING:
@@ -29,11 +33,19 @@ def wait_for(api: APIClient, job_id: str, timeout: int = 60) -> dict[str, Any]:
 def pause_consumers(worker: Worker) -> None:
     """Stop the worker taking jobs, so a job stays queued (remote control, for real)."""
     replies = app.control.cancel_consumer(
-        "jobs", reply=True, timeout=5, destination=[worker.hostname]
+        JOBS_QUEUE, reply=True, timeout=5, destination=[worker.hostname]
     )
     assert replies, "the worker did not confirm it stopped consuming"
+    # A BRPOP the idle worker had in flight when its consumer was cancelled
+    # still takes the next message: feed it a harmless one (an id no job has),
+    # then drop whatever is left, so the queue holds only what the test puts in.
+    enqueue_job(str(uuid.uuid4()))
+    time.sleep(1.0)
+    connection.client().delete(JOBS_QUEUE)
 
 
 def resume_consumers(worker: Worker) -> None:
-    replies = app.control.add_consumer("jobs", reply=True, timeout=5, destination=[worker.hostname])
+    replies = app.control.add_consumer(
+        JOBS_QUEUE, reply=True, timeout=5, destination=[worker.hostname]
+    )
     assert replies, "the worker did not confirm it consumes again"

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from backend.logs import hashed_id
+from backend.pseudonyms import hashed_id
 from tests.conftest import Persona, Upload, Worker
 from tests.integration.helpers import submit
 from tests.integration.processes import (

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from backend.ephemeral import store
-from backend.logs import hashed_id
+from backend.ephemeral import keys, store
+from backend.pseudonyms import hashed_id
 from tests.conftest import Persona, jpeg_with_exif, migrate_worker_database, portrait
 from tests.integration.helpers import submit, wait_for
 from tests.integration.processes import (
@@ -260,7 +260,7 @@ def test_a_job_still_queued_when_the_worker_stops_waits_for_the_next_worker(
     assert store.get_job(in_hand).status == "succeeded"  # type: ignore[union-attr]
     assert store.get_job(waiting).status == "queued"  # type: ignore[union-attr]
     assert waiting in queued_job_ids(redis_conn), "the queued job's message is gone from Redis"
-    assert redis_conn.exists(store.input_key(waiting)), "the queued job's input is gone"
+    assert redis_conn.exists(keys.input_key(waiting)), "the queued job's input is gone"
 
     with ephemera_worker(tmp_path) as second:
         job = wait_for(alice.api, waiting)

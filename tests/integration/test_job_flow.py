@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from backend.ephemeral import store
+from backend.ephemeral import connection, keys, store
 from tests.conftest import Persona, Upload, Worker
 from tests.integration.helpers import pause_consumers, resume_consumers, submit, wait_for
 
@@ -56,7 +56,7 @@ def test_delete_purges_a_queued_job_and_it_never_runs(
         job_id = submit(alice.api, canary_jpeg.data).json()["id"]
         assert store.get_job(job_id).status == "queued"
         assert alice.api.delete(f"/api/v1/jobs/{job_id}").status_code == 204
-        assert not store.client().exists(store.input_key(job_id))
+        assert not connection.client().exists(keys.input_key(job_id))
     finally:
         resume_consumers(worker)
     # The message is still delivered; the worker must find nothing to run.
@@ -66,7 +66,7 @@ def test_delete_purges_a_queued_job_and_it_never_runs(
     job = alice.api.get(f"/api/v1/jobs/{job_id}").json()
     assert job["status"] == "cancelled"
     assert job["result"] is None
-    assert not list(store.client().scan_iter(match="eph:res:*"))
+    assert not list(connection.client().scan_iter(match="eph:res:*"))
 
 
 def test_another_client_gets_404_on_everything_of_the_first(
@@ -126,4 +126,4 @@ def test_bad_params_are_400_and_name_the_field(
     error = response.json()["error"]
     assert error["code"] == "invalid_params"
     assert field in error["message"]
-    assert not list(store.client().scan_iter(match="eph:in:*"))
+    assert not list(connection.client().scan_iter(match="eph:in:*"))

@@ -8,7 +8,7 @@ import json
 import pytest
 import redis
 
-from backend.ephemeral import store
+from backend.ephemeral import keys
 from tests.conftest import Persona, Upload, Worker
 from tests.integration.helpers import pause_consumers, resume_consumers, submit
 
@@ -23,6 +23,8 @@ RECORD_FIELDS = {
         "status",
         "params",
         "format",
+        "width",
+        "height",
         "created_at",
         "expires_at",
         "started_at",
@@ -90,8 +92,8 @@ def test_only_the_status_record_is_left_after_download(
     assert alice.api.get(job["result"]["url"]).status_code == 200
 
     left = {key.decode() for key in redis_conn.scan_iter(match="eph:*")}
-    assert left == {store.job_key(job["id"])}
-    record = redis_conn.hgetall(store.job_key(job["id"]))
+    assert left == {keys.job_key(job["id"])}
+    record = redis_conn.hgetall(keys.job_key(job["id"]))
     assert set(record) <= RECORD_FIELDS
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.ephemeral import store
+from backend.ephemeral import connection, keys, store
 from tests.conftest import Persona, Worker, jpeg_with_exif, portrait, start_worker
 from tests.integration.helpers import submit, wait_for
 
@@ -38,8 +38,8 @@ def test_a_job_whose_worker_child_is_killed_ends_failed_worker_lost(
     job = wait_for(alice.api, job_id)
     assert job["status"] == "failed"
     assert job["error"]["code"] == "worker_lost"
-    assert not store.client().exists(store.input_key(job_id))
-    assert not list(store.client().scan_iter(match="eph:res:*"))
+    assert not connection.client().exists(keys.input_key(job_id))
+    assert not list(connection.client().scan_iter(match="eph:res:*"))
 
     # The worker replaced its child and goes on with the next job.
     small = jpeg_with_exif(portrait((256, 256)), "small")

@@ -6,6 +6,8 @@ import pytest
 from django.test import Client
 
 from backend import abuse
+from backend.ephemeral import connection
+from backend.pseudonyms import subject_hash
 from tests.conftest import Persona, Upload, make_persona
 from tests.integration.helpers import submit
 
@@ -29,7 +31,7 @@ def test_a_free_client_gets_ten_submits_a_minute_then_429(
 
 def test_the_submit_rate_refills_with_time(db: None, redis_conn: object) -> None:
     """GCRA with an injected clock: 10 a minute is one every 6 s."""
-    subject = abuse.subject_hash("client", "dave")
+    subject = subject_hash("client", "dave")
     now = 1_000_000.0
     for _ in range(10):
         assert abuse.rate_limit(scope="t", subject=subject, per_minute=10, now=now).allowed
@@ -57,7 +59,7 @@ def test_a_free_client_may_have_four_jobs_in_flight(
     assert refused.status_code == 429
     assert "in flight" in refused.json()["error"]["message"]
     # Deleting one frees a place.
-    jobs = [key.decode().split(":")[2] for key in abuse.store.client().scan_iter(match="eph:job:*")]
+    jobs = [key.decode().split(":")[2] for key in connection.client().scan_iter(match="eph:job:*")]
     assert frank.api.delete(f"/api/v1/jobs/{jobs[0]}").status_code == 204
     assert submit(frank.api, canary_jpeg.data).status_code == 202
 

@@ -18,9 +18,9 @@ import cv2
 import pytest
 import redis
 
+from backend.catalogue import CATALOGUE
 from tests.conftest import Persona, Worker, jpeg_with_exif, portrait
 from tests.integration.helpers import submit, wait_for
-from workers.registry import all_specs
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +94,7 @@ def temp_files_since(started: float) -> list[Path]:
     return found
 
 
-@pytest.mark.parametrize("task", sorted(all_specs()))
+@pytest.mark.parametrize("task", sorted(CATALOGUE))
 def test_the_marker_leaks_nowhere(
     task: str,
     alice: Persona,

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +14,9 @@ import pytest
 import redis
 from celery import Celery
 
-from backend.ephemeral import store
+from backend.ephemeral import connection, keys, store
 from tests.conftest import REPO, forget_redis_connections, portrait, start_worker, stop_worker
+from tests.factories import queued_job
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +30,9 @@ CHILD = textwrap.dedent(
     import sys, django
     django.setup()
     from django.conf import settings
-    from workers import limits, runtime
+    from workers import limits, registry
     from workers.pipeline import process_job
-    runtime.runner("cartoonize")
+    registry.runner("cartoonize")
     headroom = int(sys.argv[2])
     if headroom:
         size_kb = next(int(line.split()[1]) for line in open("/proc/self/status")
@@ -57,14 +57,6 @@ def run_in_child(job_id: str, headroom_mb: int) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def queued_job(data: bytes) -> str:
-    job_id = str(uuid.uuid4())
-    store.create_job(
-        job_id=job_id, owner="o" * 64, task="cartoonize", params={}, fmt="jpeg", image=data
-    )
-    return job_id
-
-
 def test_a_job_over_the_memory_ceiling_fails_out_of_memory(redis_conn: redis.Redis) -> None:
     ok, encoded = cv2.imencode(".jpg", portrait((6000, 4000)))  # 24 MP: 72 MB decoded
     assert ok
@@ -76,7 +68,7 @@ def test_a_job_over_the_memory_ceiling_fails_out_of_memory(redis_conn: redis.Red
     assert run_in_child(job_id, headroom_mb=48) == "failed"
     record = store.get_job(job_id)
     assert (record.status, record.error_code) == ("failed", "out_of_memory")
-    assert not redis_conn.exists(store.input_key(job_id))
+    assert not redis_conn.exists(keys.input_key(job_id))
 
 
 @pytest.fixture
@@ -110,7 +102,7 @@ def test_a_job_over_its_time_limit_fails_and_the_worker_goes_on(
     sender = Celery(broker=limits_db)
     try:
         slow = queued_job(cv2.imencode(".jpg", portrait((2048, 2048)))[1].tobytes())
-        store.client().hset(store.job_key(slow), "params", '{"smoothing": 5}')
+        connection.client().hset(keys.job_key(slow), "params", '{"smoothing": 5}')
         sender.send_task("workers.run_job", args=[slow], queue="jobs")
         record = store.wait_for_end(slow, timeout=60)
         assert record is not None

@@ -9,11 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
+from backend.catalogue import InvalidParams
+from backend.catalogue.tasks import ANONYMIZE as SPEC
 from tests.workers.faces_fixtures import Composed, astronaut_bgr, iou_matrix
-from workers.anonymize import SPEC, make_runner
+from workers.anonymize import load, make_runner
 from workers.models.faces import DetectOptions, FaceDetector
 from workers.models.redact import expand
-from workers.registry import InvalidParams
 
 Run = Callable[[np.ndarray, Mapping[str, Any]], np.ndarray]
 
@@ -130,7 +131,7 @@ def test_it_rejects_params_outside_the_schema(params: dict[str, Any]) -> None:
 
 
 def test_the_task_loads_from_the_configured_model_dir() -> None:
-    runner = SPEC.load()
+    runner = load()
 
     out = runner(astronaut_bgr(), SPEC.validate_params({}))
 

@@ -13,9 +13,10 @@ import pytest
 from jsonschema import Draft202012Validator
 from skimage import data
 
-from workers.cartoonize import SPEC
+from backend.catalogue import InvalidParams
+from backend.catalogue.tasks import CARTOONIZE as SPEC
+from workers.cartoonize import load
 from workers.models.cartoon import DEFAULT_STYLE, cartoonize
-from workers.registry import InvalidParams
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,7 +37,7 @@ def _one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def run() -> Run:
-    return SPEC.load()  # type: ignore[return-value]
+    return load()  # type: ignore[return-value]
 
 
 def photo(name: str) -> np.ndarray:
@@ -106,7 +107,7 @@ def test_it_renders_a_2048_square_photo(run: Run) -> None:
 
 def test_it_gives_the_same_bytes_for_the_same_input(run: Run) -> None:
     image = photo("chelsea")
-    again = SPEC.load()
+    again = load()
 
     first = run(image, params())
 

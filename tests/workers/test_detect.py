@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
+from backend.catalogue.tasks import DETECT as SPEC
 from tests.workers.faces_fixtures import Composed, astronaut_bgr, lbp_cascade_faces, match
-from workers.detect import SPEC, make_runner
+from workers.detect import make_runner
 from workers.models.faces import FaceDetector
 
 Run = Callable[[np.ndarray, Mapping[str, Any]], dict[str, Any]]

@@ -9,11 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
+from backend.catalogue import InvalidParams
+from backend.catalogue.tasks import FACE_CROP as SPEC
+from backend.errors import CodedError
 from tests.workers.faces_fixtures import astronaut_bgr, background, lfw_crops
-from workers.face_crop import SPEC, make_runner
+from workers.face_crop import make_runner
 from workers.models.align import similarity, template
 from workers.models.faces import DetectOptions, FaceDetector
-from workers.registry import InvalidParams, TaskFailed
 
 Run = Callable[[np.ndarray, Mapping[str, Any]], np.ndarray]
 
@@ -81,7 +83,7 @@ def test_the_largest_face_is_the_one_cropped(run: Run) -> None:
 def test_no_face_fails_the_job_with_its_code(run: Run) -> None:
     from skimage import data
 
-    with pytest.raises(TaskFailed) as failed:
+    with pytest.raises(CodedError) as failed:
         run(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR), SPEC.validate_params({}))
 
     assert failed.value.code == "no_face_found"

@@ -1,27 +1,36 @@
-"""The sweeper's four cases, each on the session's real Redis."""
+"""The sweeper's cases, each on the session's real Redis and database.
+
+Every end the sweeper makes goes through the lifecycle: it is counted in the
+metrics and written to the audit log like any other end.
+"""
 
 from __future__ import annotations
-
-import uuid
 
 import pytest
 import redis
 
-from backend.ephemeral import store
-from workers.sweeper import sweep
+from backend.audit.models import AuditEvent
+from backend.ephemeral import keys, store
+from backend.jobs.models import JobTrace
+from backend.pseudonyms import hashed_id
+from tests.factories import queued_job, running_job, succeeded_job
+from workers.sweeper import TRACE_SETTLE_SECONDS, sweep
+
+pytestmark = pytest.mark.django_db
 
 
-def new_job(image: bytes = b"\xff\xd8\xff sealed anyway") -> str:
-    job_id = str(uuid.uuid4())
-    store.create_job(
-        job_id=job_id, owner="o" * 64, task="cartoonize", params={}, fmt="jpeg", image=image
-    )
-    return job_id
+def finished_count(conn: redis.Redis, status: str, code: str, task: str = "cartoonize") -> float:
+    field = f"ephemera_jobs_finished_total|error_code={code}|status={status}|task={task}"
+    return float(conn.hget(keys.METRICS_KEY, field) or 0)
+
+
+def audited(job_id: str) -> list[tuple[str, str]]:
+    rows = AuditEvent.objects.filter(job=hashed_id(job_id))
+    return [(row.event, row.outcome) for row in rows]
 
 
 def test_a_job_stuck_running_past_its_deadline_fails_worker_lost(redis_conn: redis.Redis) -> None:
-    job_id = new_job()
-    assert store.claim_job(job_id).outcome == "claimed"  # a worker took it, then vanished
+    job_id = running_job(traced=True)  # a worker took it, then vanished
     record = store.get_job(job_id)
 
     assert sweep(now=record.deadline - 1)["stuck"] == 0
@@ -30,50 +39,66 @@ def test_a_job_stuck_running_past_its_deadline_fails_worker_lost(redis_conn: red
     assert counts["stuck"] == 1
     swept = store.get_job(job_id)
     assert (swept.status, swept.error_code) == ("failed", "worker_lost")
+    assert finished_count(redis_conn, "failed", "worker_lost") == 1
+    assert audited(job_id) == [("failed", "worker_lost")]
+    assert JobTrace.objects.get(id=job_id).status == "failed"
 
 
 def test_a_job_queued_past_its_expiry_ends_expired(redis_conn: redis.Redis) -> None:
-    job_id = new_job()
+    job_id = queued_job(traced=True)
     record = store.get_job(job_id)
 
     counts = sweep(now=record.expires_at + 1)
 
     assert counts["expired"] == 1
-    assert store.get_job(job_id).status == "expired"
-    assert not redis_conn.exists(store.input_key(job_id))
-    # The expired job's queue message later finds nothing to run.
-    assert store.claim_job(job_id).outcome == "ended"
+    swept = store.get_job(job_id)
+    assert (swept.status, swept.error_code) == ("expired", "input_expired")
+    assert not redis_conn.exists(keys.input_key(job_id))
+    assert finished_count(redis_conn, "expired", "input_expired") == 1
+    assert audited(job_id) == [("expired", "input_expired")]
 
 
 def test_an_unclaimed_result_past_its_expiry_is_deleted(redis_conn: redis.Redis) -> None:
-    job_id = new_job()
-    store.claim_job(job_id)
-    store.publish_result(job_id, data=b"result", content_type="image/png", run_ms=1)
+    job_id = succeeded_job()
     record = store.get_job(job_id)
 
     counts = sweep(now=record.result_expires_at + 1)
 
     assert counts["expired"] == 1
     assert store.get_job(job_id).status == "expired"
-    assert not redis_conn.exists(store.result_key(record.result_token_hash))
+    assert not redis_conn.exists(keys.result_key(record.result_token_hash))
+    assert audited(job_id) == [("expired", "expired")]
+
+
+def test_a_traced_job_that_redis_lost_ends_failed_lost(redis_conn: redis.Redis) -> None:
+    job_id = queued_job(traced=True)
+    redis_conn.delete(keys.job_key(job_id), keys.input_key(job_id), keys.events_key(job_id))
+    trace = JobTrace.objects.get(id=job_id)
+
+    assert sweep(now=trace.created_at.timestamp() + 1)["lost"] == 0  # may still be arriving
+    counts = sweep(now=trace.created_at.timestamp() + TRACE_SETTLE_SECONDS + 1)
+
+    assert counts["lost"] == 1
+    trace.refresh_from_db()
+    assert (trace.status, trace.error_code) == ("failed", "lost")
+    assert finished_count(redis_conn, "failed", "lost") == 1
+    assert audited(job_id) == [("failed", "lost")]
 
 
 def test_payloads_whose_job_record_is_gone_are_deleted(redis_conn: redis.Redis) -> None:
-    orphan_input = new_job()
-    redis_conn.delete(store.job_key(orphan_input))
-    finished = new_job()
-    store.claim_job(finished)
-    store.publish_result(finished, data=b"result", content_type="image/png", run_ms=1)
-    result_key = store.result_key(store.get_job(finished).result_token_hash)
-    redis_conn.delete(store.job_key(finished))
-    live = new_job()
+    orphan_input = queued_job()
+    redis_conn.delete(keys.job_key(orphan_input))
+    finished = succeeded_job()
+    result_key = keys.result_key(store.get_job(finished).result_token_hash)
+    redis_conn.delete(keys.job_key(finished))
+    live = queued_job()
 
     counts = sweep()
 
     assert counts["orphaned"] == 4  # an input, a result and two event streams
-    assert not redis_conn.exists(store.input_key(orphan_input))
+    assert not redis_conn.exists(keys.input_key(orphan_input))
     assert not redis_conn.exists(result_key)
-    assert redis_conn.exists(store.input_key(live)), "a live job's payload was swept"
+    assert redis_conn.exists(keys.input_key(live)), "a live job's payload was swept"
 
 
 @pytest.mark.parametrize("kind", ["string", "hash", "list"])
@@ -94,3 +119,15 @@ def test_a_key_of_ours_without_a_ttl_is_deleted_and_counted(
         assert redis_conn.exists("not-ours"), "the sweeper touched a key that is not ours"
     finally:
         redis_conn.delete("not-ours")
+
+
+def test_traces_past_their_life_are_deleted(redis_conn: redis.Redis) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    old, young = queued_job(traced=True), queued_job(traced=True)
+    JobTrace.objects.filter(id=old).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    assert sweep()["traces"] == 1
+    assert [str(job_id) for job_id in JobTrace.objects.values_list("id", flat=True)] == [young]

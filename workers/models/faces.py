@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 import torch
 
+from backend.catalogue.faces import DEFAULT_DETECT_SIZE, RECALL_THRESHOLDS
 from workers.model_files import ModelFileError
 from workers.models.centerface import CenterFace, load_centerface
 from workers.models.detections import Faces
-from workers.models.face_params import DEFAULT_DETECT_SIZE, RECALL_THRESHOLDS
 from workers.models.mtcnn import MTCNN, load_mtcnn
 from workers.models.nms import box_overlap
 

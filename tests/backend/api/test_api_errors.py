@@ -8,7 +8,7 @@ from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from backend.api.errors import server_error
-from backend.ephemeral import store
+from backend.ephemeral import connection
 from tests.conftest import Persona, Upload, forget_redis_connections, portrait
 from tests.integration.helpers import submit
 
@@ -62,7 +62,7 @@ def test_what_is_not_a_photo_is_refused_from_its_bytes(
 ) -> None:
     # The client claims a JPEG by name; the bytes decide.
     assert_error(submit(alice.api, data), status, code)
-    assert not list(store.client().scan_iter(match="eph:in:*"))
+    assert not list(connection.client().scan_iter(match="eph:in:*"))
 
 
 def test_an_upload_over_the_byte_limit_is_413(

@@ -15,7 +15,7 @@ import redis
 from django.conf import settings as django_settings
 from pytest_django.fixtures import Settings
 
-from backend.ephemeral import crypto, store
+from backend.ephemeral import crypto, keys
 from tests.backend.audit.helpers import AuditRun, checks, queued_job, succeeded_job
 from tests.redis_server import REPO
 
@@ -27,7 +27,7 @@ def b64(key: bytes) -> str:
 
 
 def sealed(job_id: str) -> bytes:
-    return crypto.seal(b"photo", keyring=store.keyring(), purpose="in", subject=job_id)
+    return crypto.seal(b"photo", keyring=crypto.keyring(), purpose="in", subject=job_id)
 
 
 def test_a_clean_system_exits_zero(healthy: redis.Redis, privacy_audit: Audit) -> None:
@@ -82,7 +82,7 @@ def test_it_says_when_redis_refuses_config(privacy_audit: Audit) -> None:
 
 def test_it_finds_a_key_without_ttl(healthy: redis.Redis, privacy_audit: Audit) -> None:
     job_id = queued_job()
-    healthy.persist(store.job_key(job_id))
+    healthy.persist(keys.job_key(job_id))
 
     code, lines = privacy_audit()
 
@@ -96,7 +96,7 @@ def test_it_finds_a_ttl_beyond_the_configured_maximum(
     healthy: redis.Redis, privacy_audit: Audit
 ) -> None:
     job_id = str(uuid.uuid4())
-    healthy.set(store.input_key(job_id), sealed(job_id), ex=django_settings.EPHEMERA_INPUT_TTL + 60)
+    healthy.set(keys.input_key(job_id), sealed(job_id), ex=django_settings.EPHEMERA_INPUT_TTL + 60)
 
     code, lines = privacy_audit()
 
@@ -109,7 +109,7 @@ def test_it_finds_a_plaintext_photo_under_eph_in(
     healthy: redis.Redis, privacy_audit: Audit
 ) -> None:
     job_id = str(uuid.uuid4())
-    healthy.set(store.input_key(job_id), b"\xff\xd8\xff\xe0\x00\x10JFIF holiday", ex=60)
+    healthy.set(keys.input_key(job_id), b"\xff\xd8\xff\xe0\x00\x10JFIF holiday", ex=60)
 
     code, lines = privacy_audit()
 
@@ -123,7 +123,7 @@ def test_it_finds_an_unknown_field_in_a_job_record(
     healthy: redis.Redis, privacy_audit: Audit
 ) -> None:
     job_id = queued_job()
-    healthy.hset(store.job_key(job_id), "filename", "holiday-with-bob.jpg")
+    healthy.hset(keys.job_key(job_id), "filename", "holiday-with-bob.jpg")
 
     code, lines = privacy_audit()
 
@@ -136,7 +136,7 @@ def test_it_finds_a_stream_entry_that_is_not_a_status(
     healthy: redis.Redis, privacy_audit: Audit
 ) -> None:
     job_id = queued_job()
-    healthy.xadd(store.events_key(job_id), {"status": "running", "note": "bob's photo"})
+    healthy.xadd(keys.events_key(job_id), {"status": "running", "note": "bob's photo"})
 
     code, lines = privacy_audit()
 
@@ -260,7 +260,7 @@ def test_the_shell_command_exits_non_zero_and_names_the_check(
 ) -> None:
     job_id = str(uuid.uuid4())
     canary = f"canary-{uuid.uuid4().hex}"
-    healthy.set(store.input_key(job_id), canary.encode(), ex=60)
+    healthy.set(keys.input_key(job_id), canary.encode(), ex=60)
     env = {
         **os.environ,
         "FLOWER_BASIC_AUTH": f"ops:{secrets.token_urlsafe(24)}",

@@ -17,7 +17,7 @@ from rest_framework.test import APIRequestFactory
 
 from backend.audit.services import keyring_observe
 from backend.audit.views import PrivacyView
-from backend.ephemeral import store
+from backend.ephemeral import crypto
 from tests.backend.audit.helpers import queued_job
 from tests.conftest import Persona
 
@@ -52,9 +52,9 @@ def test_it_reports_the_measured_guarantees(
 ) -> None:
     settings.EPHEMERA_ISOLATE_JOBS = False
     queued_job()
-    active = store.keyring().active
+    active = crypto.keyring().active
     keyring_observe(
-        kid=active, key=store.keyring().keys[active], now=timezone.now() - timedelta(days=2)
+        kid=active, key=crypto.keyring().keys[active], now=timezone.now() - timedelta(days=2)
     )
 
     response = get_privacy(alice.key)

@@ -14,7 +14,7 @@ from pytest_django.fixtures import Settings
 from backend.audit.models import AuditEvent
 from backend.audit.services import audit_purge, audit_record
 from backend.clients.models import ApiClient
-from backend.logs import hashed_id
+from backend.pseudonyms import hashed_id
 
 
 @pytest.fixture

@@ -5,16 +5,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from backend.ephemeral import store
-from backend.ephemeral.store import sentinel_config
+from backend.ephemeral import keys, store
+from backend.ephemeral.connection import sentinel_config
 from tests.conftest import forget_redis_connections
+from tests.factories import queued_job
 from tests.redis_server import free_port
 
 
@@ -62,12 +62,9 @@ def test_jobs_are_stored_on_the_master_the_sentinels_name(
     settings.REDIS_SENTINEL_MASTER = "ephemera"  # type: ignore[attr-defined]
     forget_redis_connections()
     try:
-        job_id = str(uuid.uuid4())
-        store.create_job(
-            job_id=job_id, owner="o", task="cartoonize", params={}, fmt="jpeg", image=b"x"
-        )
-        assert store.claim_job(job_id).image == b"x"
+        job_id = queued_job(b"x")
+        assert store.claim_job(job_id, deadline=time.time() + 60).open_image() == b"x"
     finally:
         forget_redis_connections()
     # Read back over a plain connection to the master itself.
-    assert redis_conn.hget(store.job_key(job_id), "status") == b"running"
+    assert redis_conn.hget(keys.job_key(job_id), "status") == b"running"

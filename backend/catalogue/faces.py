@@ -1,4 +1,5 @@
-"""The detection params the face tasks share, as JSON Schema (no torch: the web reads it).
+"""The detection params the face tasks share, as JSON Schema; the face detectors read
+their defaults from here too.
 
 Defaults differ by purpose. ``anonymize`` favours recall: a missed face is a
 privacy leak, a spare blur is not. ``detect`` and ``face_crop`` return faces

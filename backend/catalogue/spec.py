@@ -1,0 +1,61 @@
+"""One task's public description, and the validation of its params."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+ACCEPTED_FORMATS: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp")
+
+
+class InvalidParams(ValueError):
+    """Params that do not match the task's schema; the message names the field."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    description: str
+    #: JSON Schema (draft 2020-12) of the params object. Use
+    #: ``"additionalProperties": False`` and give every property a ``default``.
+    params_schema: Mapping[str, Any]
+    output: Literal["image", "json"] = "image"
+    accepted_formats: tuple[str, ...] = field(default=ACCEPTED_FORMATS)
+    #: Whether the pipeline downscales the photo to ``EPHEMERA_MAX_SIDE`` before
+    #: the runner. Tasks that must answer in the input's own size or coordinates
+    #: (anonymize, detect) say False and downscale their detector input themselves.
+    downscale_input: bool = True
+
+    @cached_property
+    def _validator(self) -> Draft202012Validator:
+        return Draft202012Validator(dict(self.params_schema))
+
+    def validate_params(self, params: object) -> dict[str, Any]:
+        """Return the params with defaults filled in, or raise ``InvalidParams``."""
+        if not isinstance(params, dict):
+            raise InvalidParams("params must be a JSON object")
+        error = next(iter(sorted(self._validator.iter_errors(params), key=_error_order)), None)
+        if error is not None:
+            raise InvalidParams(_describe(error))
+        defaults = {
+            key: prop["default"]
+            for key, prop in self.params_schema.get("properties", {}).items()
+            if "default" in prop
+        }
+        return {**defaults, **params}
+
+
+def _error_order(error: ValidationError) -> tuple[str, ...]:
+    return tuple(str(part) for part in error.absolute_path)
+
+
+def _describe(error: ValidationError) -> str:
+    where = ".".join(str(part) for part in error.absolute_path)
+    if error.validator == "additionalProperties":
+        return f"params: {error.message}; see GET /api/v1/tasks for the accepted params"
+    return f"params.{where}: {error.message}" if where else f"params: {error.message}"

@@ -1,0 +1,48 @@
+"""Errors with a code: one shape for every failure a client gets to see.
+
+An API answer, a rejected upload and a failed job all carry a snake_case
+``code`` and a ``message`` that says what was wrong and what to do. The codes
+and messages of a job's end are defined here once; the pipeline, the Celery
+failure hook, the sweeper and the serializers use them from here.
+"""
+
+from __future__ import annotations
+
+
+class CodedError(Exception):
+    """A failure the client should see: ``code``, ``message`` and an HTTP ``status``."""
+
+    code: str
+    message: str
+    status: int = 422
+
+    def __init__(self, code: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+#: Why a job ended without a result, and what the client should do about it.
+JOB_ERRORS: dict[str, str] = {
+    "worker_lost": "The worker processing this job stopped; submit it again.",
+    "lost": (
+        "The job's data was lost when the service's store restarted; "
+        "nothing of the photo remains. Submit it again."
+    ),
+    "time_limit": "The job ran out of time; try a smaller photo.",
+    "out_of_memory": "The job ran out of memory; try a smaller photo.",
+    "internal_error": "The job failed on our side.",
+    "integrity_error": "The upload failed its integrity check; submit it again.",
+    "input_expired": (
+        "The job waited in the queue longer than its upload may live; submit it again."
+    ),
+    "expired": "The result was not downloaded in time and was deleted.",
+    "unknown_task": "This task is no longer offered; see GET /api/v1/tasks.",
+}
+
+
+def job_error(code: str) -> CodedError:
+    """The end of a job with one of the service's own codes (not a task's)."""
+    return CodedError(code, JOB_ERRORS[code])

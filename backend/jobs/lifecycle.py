@@ -1,0 +1,231 @@
+"""The life of one job, in one place: every state change, its metric and its audit row.
+
+    submit -> queued -> claim -> running -> succeed  -> succeeded -> (download)
+                  |                  |---> fail     -> failed (code)
+                  |                  '---> lose     -> failed (worker_lost)
+                  |---> expire -> expired (input_expired; or a result never downloaded)
+                  |---> cancel -> cancelled (DELETE, from any status)
+                  '---> (Redis lost it) -> failed (lost), from the durable trace
+
+Each function does the atomic transition in Redis (``store``), then counts the
+end in the metrics, writes the audit row and closes the durable trace, exactly
+once, and returns the record it changed so nobody reads it again. The pipeline,
+the Celery failure hook, the sweeper and the API all call these functions; none
+of them writes a status itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, cast
+
+from django.conf import settings
+from kombu.exceptions import OperationalError
+
+from backend import metrics
+from backend.audit.services import EventName, audit_record
+from backend.ephemeral import store
+from backend.ephemeral.keys import Status
+from backend.ephemeral.records import JobRecord, cancelled_ttl, ended_ttl, record_ttl
+from backend.errors import CodedError, job_error
+from backend.imaging import ImageHeader
+from backend.jobs import traces
+from backend.jobs.queue import enqueue_job
+from backend.pseudonyms import hashed_id
+
+logger = logging.getLogger(__name__)
+
+#: A message whose worker died this many times before claiming it ends `failed`.
+MAX_DELIVERIES = 3
+
+
+def submit(
+    *,
+    client_id: object,
+    owner: str,
+    task: str,
+    params: Mapping[str, Any],
+    header: ImageHeader,
+    image: bytes,
+    reference: bytes | None = None,
+) -> JobRecord:
+    """Trace, seal and queue a checked upload; the new job's record.
+
+    The durable trace comes first, so every id the service hands out can be
+    answered for even if Redis loses the job a moment later.
+    """
+    job_id = str(uuid.uuid4())
+    traces.trace_open(
+        job_id=job_id, owner=owner, task=task, created_at=time.time(), lives=record_ttl()
+    )
+    record = store.create_job(
+        job_id=job_id,
+        owner=owner,
+        task=task,
+        params=params,
+        header=header,
+        image=image,
+        reference=reference,
+    )
+    try:
+        enqueue_job(job_id)
+    except OperationalError:
+        store.discard_job(job_id)
+        traces.trace_discard(job_id)
+        raise CodedError(
+            "backend_unavailable", "The queue is unavailable; retry shortly.", status=503
+        ) from None
+    size = len(image) + len(reference or b"")
+    audit_record(
+        event="submitted", client_id=cast(Any, client_id), job_id=job_id, task=task, byte_size=size
+    )
+    metrics.inc("ephemera_jobs_submitted_total", task=task)
+    logger.info(
+        "job_submitted",
+        extra={"job": hashed_id(job_id), "task": task, "bytes_in": size, "format": header.format},
+    )
+    return record
+
+
+def claim(job_id: str) -> store.Claim | None:
+    """Take a queued job for this worker, or end what can no longer run; None if not taken."""
+    deadline = time.time() + settings.EPHEMERA_TASK_HARD_LIMIT + 30
+    claimed = store.claim_job(job_id, deadline=deadline)
+    if claimed.found == "claimed":
+        return claimed
+    logger.info("job_not_claimed", extra={"job": hashed_id(job_id), "found": claimed.found})
+    if claimed.found == "running":
+        # An earlier delivery took the input and its worker died: it cannot succeed.
+        fail(job_id, job_error("worker_lost"))
+    elif claimed.found == "no_input":
+        expire(job_id, expected=("queued",), code="input_expired")
+    elif claimed.found == "missing":
+        reconcile(job_id)
+    return None
+
+
+def succeed(job_id: str, *, data: bytes, content_type: str, run_ms: int) -> store.Published | None:
+    """Publish the result; None when the job was cancelled or swept while it ran."""
+    published = store.publish_result(job_id, data=data, content_type=content_type, run_ms=run_ms)
+    if published is None:
+        logger.info("job_cancelled_while_running", extra={"job": hashed_id(job_id)})
+        return None
+    _ended(published.record)
+    logger.info(
+        "job_succeeded", extra={"job": hashed_id(job_id), "run_ms": run_ms, "bytes_out": len(data)}
+    )
+    return published
+
+
+def fail(
+    job_id: str, error: CodedError, *, expected: tuple[Status, ...] = ("running",)
+) -> JobRecord | None:
+    """End the job ``failed`` with the error's code and message, if it is in ``expected``."""
+    record = store.transition(
+        job_id,
+        expected=expected,
+        new="failed",
+        fields={
+            "finished_at": time.time(),
+            "error_code": error.code,
+            "error_message": error.message,
+        },
+        ttl=ended_ttl(),
+        purge_inputs=True,
+    )
+    if record is not None:
+        _ended(record)
+        logger.info("job_failed", extra={"job": hashed_id(job_id), "code": error.code})
+    return record
+
+
+def expire(
+    job_id: str, *, expected: tuple[Status, ...], code: str, result_token_hash: str | None = None
+) -> JobRecord | None:
+    """End a job that waited too long (queued) or whose result was never downloaded."""
+    record = store.transition(
+        job_id,
+        expected=expected,
+        new="expired",
+        fields={
+            "finished_at": time.time(),
+            "error_code": code,
+            "error_message": job_error(code).message,
+        },
+        ttl=ended_ttl(),
+        purge_inputs=True,
+        purge_result=result_token_hash,
+    )
+    if record is not None:
+        _ended(record)
+    return record
+
+
+def lose(job_id: str) -> JobRecord | None:
+    """The worker process holding this job died (killed, crashed, out of memory).
+
+    A running job lost its input with that process and fails now. A queued one
+    (its worker died before the claim) goes back to the queue, at most
+    ``MAX_DELIVERIES`` times, so a message that kills workers cannot circulate
+    forever.
+    """
+    deliveries = store.count_delivery(job_id)
+    if 0 <= deliveries < MAX_DELIVERIES:
+        return None
+    expected: tuple[Status, ...] = ("queued",) if deliveries >= 0 else ("running",)
+    return fail(job_id, job_error("worker_lost"), expected=expected)
+
+
+def cancel(job_id: str, *, client_id: object) -> JobRecord | None:
+    """DELETE: purge everything about the job now; the record as it was, or None."""
+    before = store.cancel_job(job_id, tombstone_ttl=cancelled_ttl())
+    if before is None:
+        return None
+    if not before.terminal:
+        _count_end(before.task, "cancelled", "")
+        traces.trace_close(job_id=job_id, status="cancelled")
+    audit_record(event="deleted", client_id=cast(Any, client_id), job_id=job_id)
+    logger.info("job_deleted", extra={"job": hashed_id(job_id)})
+    return before
+
+
+def reconcile(job_id: str) -> traces.JobTrace | None:
+    """A job Redis knows nothing about: if its trace says it was active, it was lost.
+
+    Returns the trace (closed as ``failed``/``lost`` when it was active), or None
+    when the job never existed or its life is over.
+    """
+    trace = traces.trace_get(job_id)
+    if trace is None or trace.status not in ("queued", "running"):
+        return trace
+    if traces.trace_close(job_id=job_id, status="failed", code="lost"):
+        _count_end(trace.task, "failed", "lost")
+        audit_record(event="failed", job_id=job_id, task=trace.task, outcome="lost")
+        logger.warning("job_lost", extra={"job": hashed_id(job_id)})
+    trace.status, trace.error_code = "failed", "lost"
+    return trace
+
+
+def _ended(record: JobRecord) -> None:
+    code = record.error_code or ""
+    _count_end(record.task, record.status, code)
+    if record.queued_ms is not None:
+        metrics.observe("ephemera_job_queue_seconds", record.queued_ms / 1000, task=record.task)
+    if record.run_ms is not None:
+        metrics.observe("ephemera_job_run_seconds", record.run_ms / 1000, task=record.task)
+    audit_record(
+        event=cast(EventName, record.status),
+        job_id=record.id,
+        task=record.task,
+        queued_ms=record.queued_ms,
+        run_ms=record.run_ms,
+        outcome=code,
+    )
+    traces.trace_close(job_id=record.id, status=record.status, code=code)
+
+
+def _count_end(task: str, status: str, code: str) -> None:
+    metrics.inc("ephemera_jobs_finished_total", task=task, status=status, error_code=code)

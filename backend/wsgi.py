@@ -1,4 +1,4 @@
-"""WSGI entry point for gunicorn."""
+"""WSGI entry point for gunicorn: Django behind ``CompleteExchanges``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from backend.wsgi_layer import CompleteExchanges
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 
-application = get_wsgi_application()
+application = CompleteExchanges(get_wsgi_application())

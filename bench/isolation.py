@@ -1,20 +1,22 @@
-"""The cost of job isolation: a fresh worker child per job vs children that live on.
+"""The cost of job isolation: a fresh process per job vs pool processes that run jobs themselves.
 
-`EPHEMERA_ISOLATE_JOBS=true` (the default) makes Celery replace each pool child
-after one job, so no child ever holds two people's photos. This runs the same
-jobs through a worker each way, one after the other in one run, and prints the
-throughput of each and their ratio.
+With ``EPHEMERA_ISOLATE_JOBS=true`` (the default) each job runs in a process
+forked for it alone from a warm pool process (``workers.isolation``), which
+exits after the job. This runs the same jobs through a worker each way, at
+concurrency 1 and 2, one after the other in one run, and prints throughput and
+ratios (isolated / live-on, and 2 processes / 1), the worker node's memory
+with every model loaded, and the private memory one job adds, per task.
 
-    .venv/bin/python bench/isolation.py [--jobs 40] [--concurrency 2]
+    .venv/bin/python bench/isolation.py [--jobs 40] [--side 512]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import cv2
@@ -22,13 +24,56 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import stack
+from bench.harness import bench_stack
+
+
+def node_memory_mb(parent_pid: int) -> tuple[float, float]:
+    """RSS of the worker's parent, and PSS of the whole node (parent and pool), in MB."""
+    pids = [parent_pid]
+    children = Path(f"/proc/{parent_pid}/task/{parent_pid}/children")
+    pids += [int(pid) for pid in children.read_text().split()]
+
+    def field(pid: int, name: str) -> float:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    return field(parent_pid, "Rss"), sum(field(pid, "Pss") for pid in pids)
+
+
+def private_mb_per_task(photo_bgr: object) -> dict[str, float]:
+    """Load every model as a worker does, then fork one process per task, as a job would."""
+    from backend.catalogue import CATALOGUE
+    from workers import registry
+
+    registry.load_all()
+    gc.freeze()
+    added: dict[str, float] = {}
+    for name, spec in CATALOGUE.items():
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            registry.runner(name)(photo_bgr, spec.validate_params({}))
+            rollup = Path("/proc/self/smaps_rollup").read_text().splitlines()
+            private = sum(
+                int(line.split()[1])
+                for line in rollup
+                if line.startswith(("Private_Dirty:", "Private_Clean:"))
+            )
+            os.write(write, str(private).encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            added[name] = int(pipe.read()) / 1024
+        os.waitpid(pid, 0)
+    return added
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=40)
-    parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--side", type=int, default=512)
     args = parser.parse_args()
 
@@ -36,48 +81,49 @@ def main() -> None:
 
     image = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (args.side, args.side))
     photo = cv2.imencode(".jpg", image)[1].tobytes()
-    results: dict[str, float] = {}
-    with stack() as running:
-        os.environ.update({k: v for k, v in running.env.items() if k != "PATH"})
-        os.environ["DJANGO_SETTINGS_MODULE"] = "backend.settings"
-        import django
-
-        django.setup()
+    rates: dict[tuple[str, int], float] = {}
+    memory: tuple[float, float] = (0.0, 0.0)
+    with bench_stack() as running:
         from backend.ephemeral import store
-        from workers.celery_app import app
+        from backend.jobs.queue import enqueue_job
+        from tests.factories import queued_job
 
-        for isolate in ("true", "false"):
-            worker = running.start_worker(
-                EPHEMERA_ISOLATE_JOBS=isolate, WORKER_CONCURRENCY=str(args.concurrency)
-            )
-            ids = []
-            started = time.perf_counter()
-            for _ in range(args.jobs):
-                job_id = str(uuid.uuid4())
-                store.create_job(
-                    job_id=job_id,
-                    owner="bench",
-                    task="cartoonize",
-                    params={},
-                    fmt="jpeg",
-                    image=photo,
+        for concurrency in (1, 2):
+            for isolate in ("true", "false"):
+                worker = running.worker(
+                    EPHEMERA_ISOLATE_JOBS=isolate, WORKER_CONCURRENCY=str(concurrency)
                 )
-                app.send_task("workers.run_job", args=[job_id], queue="jobs")
-                ids.append(job_id)
-            for job_id in ids:
-                record = store.wait_for_end(job_id, timeout=300)
-                assert record is not None, job_id
-                assert record.status == "succeeded", record
-            results[isolate] = args.jobs / (time.perf_counter() - started)
-            running.stop(worker)
-            redis.Redis.from_url(running.env["REDIS_URL"]).flushdb()
+                if (isolate, concurrency) == ("true", 2):
+                    memory = node_memory_mb(worker.pid)
+                ids = [queued_job(photo) for _ in range(args.jobs)]
+                started = time.perf_counter()
+                for job_id in ids:
+                    enqueue_job(job_id)
+                for job_id in ids:
+                    record = store.wait_for_end(job_id, timeout=300)
+                    assert record is not None, job_id
+                    assert record.status == "succeeded", record
+                rates[(isolate, concurrency)] = args.jobs / (time.perf_counter() - started)
+                running.stop()
+                redis.Redis.from_url(running.env["REDIS_URL"]).flushdb()
+    added = private_mb_per_task(image)
 
+    print(f"{args.jobs} cartoonize jobs of {args.side}x{args.side}, jobs/s:")
+    for concurrency in (1, 2):
+        isolated, live = rates[("true", concurrency)], rates[("false", concurrency)]
+        print(
+            f"  concurrency {concurrency}: isolated {isolated:6.2f}   live-on {live:6.2f}   "
+            f"ratio isolated / live-on {isolated / live:5.2f}  (target >= 0.85)"
+        )
+    scale = rates[("true", 2)] / rates[("true", 1)]
+    print(f"  2 processes / 1 process (isolated)      {scale:5.2f}  (target >= 1.8)")
     print(
-        f"{args.jobs} cartoonize jobs of {args.side}x{args.side}, concurrency {args.concurrency}:"
+        f"worker node with every model loaded: parent RSS {memory[0]:.0f} MB, node PSS "
+        f"{memory[1]:.0f} MB  (target <= 600 MB)"
     )
-    print(f"  fresh child per job (isolated)  {results['true']:6.2f} jobs/s")
-    print(f"  children live on                {results['false']:6.2f} jobs/s")
-    print(f"  ratio isolated / live-on        {results['true'] / results['false']:6.2f}")
+    print(f"private memory one job adds, per task (side {args.side}):")
+    for name, megabytes in added.items():
+        print(f"  {name:12s} {megabytes:7.1f} MB")
 
 
 if __name__ == "__main__":

@@ -1,31 +1,38 @@
-"""One process per job, without paying for a new pool child per job.
+"""One process per job, with the process ready before the job arrives.
 
-Celery's pool children live on and never touch job data: for each job, the
-pool child forks a *job process* from itself (it already holds the models,
-inherited copy-on-write from the worker's parent), and that process claims the
-job, decrypts, runs the model, publishes and exits with ``os._exit``. Its
-memory, with the photo in it, goes with it. The pool child only waits and
-reads an exit status.
+Celery's pool processes live on and never touch job data. Each keeps one
+*spare*: a process forked from it in advance (it inherits the models, loaded
+once in the worker's parent, copy-on-write), connected to Redis and the
+database, and blocked on a pipe. A job's id goes down that pipe; the spare
+claims the job, decrypts, runs the model, publishes, reports its outcome up a
+second pipe and exits with ``os._exit``, its memory, with the photo in it,
+going with it. The pool process forks the next spare while the job runs, and
+reaps the finished one later, so neither the fork nor the exit of a job
+process is on any job's critical path.
 
-Measured on the 2-core machine (bench/isolation.py): replacing a Celery pool
-child after every job cost ~230 ms per job (a fork of the whole worker, the
-pool's child set-up, first-touch page faults) while a fork of a warm pool child
-and ``os._exit`` cost a few milliseconds.
+Measured on the 2-core machine (bench/isolation.py): replacing the Celery pool
+child after every job cost ~230 ms per job; a fork on demand still put ~15 ms
+of fork and ~17 ms of exit teardown in each job's path; the spare takes both
+out.
 
 Limits apply to the job process itself: its address space (``RLIMIT_AS``), its
-soft time limit (a timer that raises ``SoftTimeLimitExceeded`` inside it, so
-the pipeline ends the job ``time_limit``), and its life: it dies with its pool
-child (``PR_SET_PDEATHSIG``), so Celery's hard time limit, which kills the pool
-child, also kills the job.
+soft time limit (a timer armed when the job arrives, which raises
+``SoftTimeLimitExceeded`` inside it, so the pipeline ends the job
+``time_limit``), and its life: it dies with its pool process
+(``PR_SET_PDEATHSIG``), so Celery's hard time limit, which kills the pool
+process, also kills the job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import gc
 import logging
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from typing import Literal
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -36,53 +43,130 @@ from workers import limits
 
 logger = logging.getLogger(__name__)
 
-#: Exit statuses of a job process: the pipeline's outcome, as a number.
-EXIT_CODES: dict[str, int] = {"succeeded": 0, "failed": 10, "cancelled": 11, "skipped": 12}
-_OUTCOMES = {code: outcome for outcome, code in EXIT_CODES.items()}
 Outcome = Literal["succeeded", "failed", "cancelled", "skipped", "died"]
+_REPORTED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "skipped"})
 
 _PR_SET_PDEATHSIG = 1
 
 
-def run_isolated(job_id: str) -> Outcome:
-    """Run ``process_job(job_id)`` in a fresh process forked from this one; its outcome.
+@dataclass
+class _Spare:
+    pid: int
+    #: Write end: the job id goes down it.
+    jobs: int
+    #: Read end: the outcome comes up it; EOF without one means the process died.
+    outcomes: int
 
-    ``died`` means the job process ended by a signal or an unexpected status
-    (killed, crashed, out of memory): the caller ends the job for it.
+
+class JobProcesses:
+    """This pool process's spare, and the job processes it still has to reap."""
+
+    def __init__(self) -> None:
+        self.spare: _Spare | None = None
+        self.finished: list[int] = []
+
+    def prepare(self) -> None:
+        if self.spare is None:
+            self.spare = _fork_spare(self)
+
+    def run(self, job_id: str) -> Outcome:
+        self._reap_finished()
+        spare = self.spare or _fork_spare(self)
+        self.spare = None
+        os.write(spare.jobs, job_id.encode() + b"\n")
+        os.close(spare.jobs)
+        # The next job's process, forked while this one runs.
+        self.spare = _fork_spare(self)
+        with os.fdopen(spare.outcomes, "rb") as outcomes:
+            reported = outcomes.read().decode(errors="replace")
+        if reported in _REPORTED:
+            self.finished.append(spare.pid)
+            return reported  # type: ignore[return-value]
+        _, status = os.waitpid(spare.pid, 0)
+        logger.warning(
+            "job_process_died",
+            extra={
+                "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                "exit_status": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            },
+        )
+        return "died"
+
+    def _reap_finished(self) -> None:
+        """Collect the job processes that reported and exited since."""
+        for pid in list(self.finished):
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    continue
+            self.finished.remove(pid)
+
+
+_processes = JobProcesses()
+
+
+def prepare() -> None:
+    """Fork the first spare, so even the first job finds one (pool process start)."""
+    _processes.prepare()
+
+
+def run_isolated(job_id: str) -> Outcome:
+    """Run ``process_job(job_id)`` in a process of its own; its outcome.
+
+    ``died`` means the job process ended without reporting (killed, crashed,
+    out of memory): the caller ends the job for it.
     """
-    # The job process must not share this process's database socket.
+    return _processes.run(job_id)
+
+
+def _fork_spare(owner: JobProcesses) -> _Spare:
+    # The spare must not share this process's database socket.
     db.connections.close_all()
     sys.stdout.flush()
     sys.stderr.flush()
+    jobs_read, jobs_write = os.pipe()
+    outcomes_read, outcomes_write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, which exits through os._exit
-        _run_child(job_id)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) in _OUTCOMES:
-        return _OUTCOMES[os.WEXITSTATUS(status)]  # type: ignore[return-value]
-    logger.warning(
-        "job_process_died",
-        extra={
-            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-            "exit_status": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-        },
-    )
-    return "died"
+        os.close(jobs_write)
+        os.close(outcomes_read)
+        _serve(jobs_read, outcomes_write, inherited=owner.spare)
+    os.close(jobs_read)
+    os.close(outcomes_write)
+    return _Spare(pid=pid, jobs=jobs_write, outcomes=outcomes_read)
 
 
-def _run_child(job_id: str) -> None:
+def _serve(jobs: int, outcomes: int, *, inherited: _Spare | None) -> None:
+    """The spare's whole life: get ready, wait for one job id, run it, report, exit."""
     code = 1
     try:
         _die_with_parent()
+        # What the pool process allocated since the parent's freeze: out of the
+        # collector's sight too, so no collection here dirties shared pages.
+        gc.freeze()
+        if inherited is not None:
+            # The pool process's ends of the other spare: not this process's business.
+            for pipe_end in (inherited.jobs, inherited.outcomes):
+                with contextlib.suppress(OSError):
+                    os.close(pipe_end)
         limits.apply_child_limits()
+        _connect()
+        with os.fdopen(jobs, "rb") as stream:
+            job_id = stream.readline().decode().strip()
+        if not job_id:  # the pool process went away before giving a job
+            code = 0
+            return
         _arm_soft_time_limit()
         from workers.pipeline import process_job
 
-        code = EXIT_CODES[process_job(job_id)]
+        outcome = process_job(job_id)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        os.write(outcomes, outcome.encode())
+        code = 0
     except BaseException as exc:
         logger.error("job_process_error", extra={"error_type": type(exc).__name__})
     finally:
-        db.connections.close_all()
+        with contextlib.suppress(Exception):
+            db.connections.close_all()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -96,11 +180,20 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+def _connect() -> None:
+    """Open the Redis and database connections before the job, off its critical path."""
+    from backend.ephemeral.connection import client
+
+    with contextlib.suppress(Exception):
+        client().ping()
+        db.connection.ensure_connection()
+
+
 def _arm_soft_time_limit() -> None:
     def expired(signum: int, frame: object) -> None:
         raise SoftTimeLimitExceeded
 
-    # Celery's own soft limit signals the pool child, not this process; the job
-    # process keeps its own clock, so the limit interrupts the model itself.
+    # Celery's own soft limit would signal the pool process, not this one; the
+    # job process keeps its own clock, so the limit interrupts the model itself.
     signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, float(settings.EPHEMERA_TASK_SOFT_LIMIT))

@@ -106,7 +106,9 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 
 
 @signals.worker_process_init.connect
-def _limit_child(**_: Any) -> None:
-    # Without job processes, the pool child runs the job and gets its limits.
-    if not settings.EPHEMERA_ISOLATE_JOBS:
+def _prepare_pool_process(**_: Any) -> None:
+    if settings.EPHEMERA_ISOLATE_JOBS:
+        isolation.prepare()
+    else:
+        # Without job processes, the pool process runs the jobs and gets the limits.
         limits.apply_child_limits()

@@ -21,8 +21,7 @@ import pytest
 
 from backend.pseudonyms import hashed_id
 from tests.conftest import Persona, Upload, Worker
-from tests.integration.helpers import submit
-from tests.integration.processes import (
+from tests.harness import (
     ENTRYPOINT,
     REPO,
     HttpResponse,
@@ -33,6 +32,7 @@ from tests.integration.processes import (
     wait_for_http,
     wait_until,
 )
+from tests.integration.helpers import submit
 from tests.redis_server import free_port
 
 pytestmark = pytest.mark.slow

@@ -22,8 +22,7 @@ import redis
 from backend.ephemeral import keys, store
 from backend.pseudonyms import hashed_id
 from tests.conftest import Persona, jpeg_with_exif, migrate_worker_database, portrait
-from tests.integration.helpers import submit, wait_for
-from tests.integration.processes import (
+from tests.harness import (
     Process,
     ephemera_env,
     http_request,
@@ -34,6 +33,7 @@ from tests.integration.processes import (
     wait_for_http,
     wait_until,
 )
+from tests.integration.helpers import submit, wait_for
 from tests.redis_server import free_port
 from workers.celery_app import app
 

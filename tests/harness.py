@@ -1,5 +1,8 @@
-"""Real Ephemera processes for integration tests: start one through ``bin/ephemera``,
-wait for it, talk HTTP to it, and always stop it.
+"""The one process harness of tests and benchmarks: real Ephemera processes.
+
+Start one through ``bin/ephemera``, wait for it, talk HTTP to it, and always
+stop it; or start a whole ``Stack`` (its own Redis database and SQL database,
+a web under gunicorn, workers) for end-to-end tests and benchmarks.
 
 Each process runs in a session of its own, so stopping it also reaches the
 children it forked (gunicorn workers, Celery pool children) and nothing else.
@@ -20,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.redis_server import free_port
+
+REPO = Path(__file__).resolve().parents[1]
 ENTRYPOINT = REPO / "bin" / "ephemera"
 VENV_BIN = REPO / ".venv" / "bin"
 
@@ -57,6 +62,14 @@ class Process:
     name: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+
+    def children(self) -> list[int]:
+        """The pids of this process's direct children (gunicorn workers, pool processes)."""
+        path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        try:
+            return [int(pid) for pid in path.read_text().split()]
+        except FileNotFoundError:
+            return []
 
     @classmethod
     def start(cls, command: str, *, env: Mapping[str, str], log_dir: Path) -> Process:
@@ -217,3 +230,68 @@ def send_request(
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     conn.request("GET", path, headers=dict(headers))
     return conn
+
+
+def start_worker(env: Mapping[str, str], *, log_dir: Path, timeout: float = 120) -> Process:
+    """A worker node through ``bin/ephemera worker``, returned once its models are loaded."""
+    ready = Path(env["EPHEMERA_HEALTH_DIR"]) / "worker.ready"
+    ready.unlink(missing_ok=True)
+    worker = Process.start("worker", env=env, log_dir=log_dir)
+
+    def started() -> bool:
+        worker.ensure_running()
+        return ready.exists() and len(worker.children()) >= int(env.get("WORKER_CONCURRENCY", 1))
+
+    try:
+        wait_until(started, timeout=timeout, message="the worker did not start")
+    except AssertionError:
+        worker.stop()
+        raise
+    return worker
+
+
+@dataclass
+class Stack:
+    """A whole Ephemera on this machine: a Redis URL, a migrated SQL database, processes.
+
+    ``env`` is what every process of the stack reads; ``key`` an API key of the
+    ``unlimited`` tier for the stack's own clients.
+    """
+
+    env: dict[str, str]
+    workdir: Path
+    key: str
+    processes: list[Process]
+
+    @classmethod
+    def create(cls, *, redis_url: str, workdir: Path, **overrides: str) -> Stack:
+        workdir.mkdir(parents=True, exist_ok=True)
+        env = ephemera_env(
+            REDIS_URL=redis_url,
+            DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
+            EPHEMERA_VAR_DIR=str(workdir / "var"),
+            EPHEMERA_HEALTH_DIR=str(workdir / "health"),
+            EPHEMERA_MODEL_DIR=os.environ.get("EPHEMERA_MODEL_DIR", str(REPO / "var" / "models")),
+            EPHEMERA_IP_RATE="0",
+            **overrides,
+        )
+        manage(env, "migrate", "--noinput")
+        key = manage(env, "create_api_key", "--name", "stack", "--tier", "unlimited").strip()
+        return cls(env=env, workdir=workdir, key=key, processes=[])
+
+    def web(self, **env: str) -> tuple[Process, int]:
+        port = int(env.pop("PORT", 0)) or free_port()
+        web = Process.start("web", env={**self.env, "PORT": str(port), **env}, log_dir=self.workdir)
+        self.processes.append(web)
+        wait_for_http(web, port, "/healthz")
+        return web, port
+
+    def worker(self, **env: str) -> Process:
+        worker = start_worker({**self.env, **env}, log_dir=self.workdir)
+        self.processes.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()

@@ -164,6 +164,16 @@ DATABASES = {
         conn_max_age=60,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded database of `make run`, written by web and worker processes
+    # at once: WAL lets readers and one writer proceed together, IMMEDIATE
+    # transactions queue writers (busy timeout) instead of failing on a lock
+    # upgrade, and NORMAL sync is durable enough for audit rows and traces.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

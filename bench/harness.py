@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.harness import Stack
-from tests.redis_server import free_port, start_redis
+from tests.services import free_port, start_redis
 
 
 @contextmanager

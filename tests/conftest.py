@@ -140,17 +140,22 @@ class Worker:
         return [int(pid) for pid in out.stdout.split()]
 
 
+_MIGRATED: set[str] = set()
+
+
 def migrate_worker_database(env: dict[str, str]) -> None:
-    """The worker writes audit events: give it a migrated database of its own."""
-    path = Path(env["DATABASE_URL"].removeprefix("sqlite:///"))
-    if not path.exists():
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput"],
-            cwd=REPO,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+    """Workers write audit events and traces: their database must be migrated, once."""
+    url = env["DATABASE_URL"]
+    if url in _MIGRATED:
+        return
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    _MIGRATED.add(url)
 
 
 def start_worker(log_path: Path, *, extra_env: dict[str, str] | None = None) -> Worker:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from tests.redis_server import free_port
+from tests.services import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRYPOINT = REPO / "bin" / "ephemera"
@@ -264,11 +264,13 @@ class Stack:
     processes: list[Process]
 
     @classmethod
-    def create(cls, *, redis_url: str, workdir: Path, **overrides: str) -> Stack:
+    def create(
+        cls, *, redis_url: str, workdir: Path, database_url: str | None = None, **overrides: str
+    ) -> Stack:
         workdir.mkdir(parents=True, exist_ok=True)
         env = ephemera_env(
             REDIS_URL=redis_url,
-            DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
+            DATABASE_URL=database_url or f"sqlite:///{workdir / 'db.sqlite3'}",
             EPHEMERA_VAR_DIR=str(workdir / "var"),
             EPHEMERA_HEALTH_DIR=str(workdir / "health"),
             EPHEMERA_MODEL_DIR=os.environ.get("EPHEMERA_MODEL_DIR", str(REPO / "var" / "models")),

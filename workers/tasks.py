@@ -58,9 +58,9 @@ def run_job(job_id: str) -> None:
         return
     # A job process that died (killed, crashed) cannot end its job: end it here.
     # One that died before its claim leaves the job queued: run it again, as a
-    # redelivery would, at most MAX_DELIVERIES times.
-    while isolation.run_isolated(job_id) == "died" and lifecycle.lose(job_id) is None:
-        pass
+    # redelivery would; lifecycle.lose bounds how often.
+    while isolation.run_isolated(job_id) == "died" and lifecycle.lose(job_id) == "retry":
+        continue
 
 
 @app.task(name="workers.sweep", ignore_result=True)

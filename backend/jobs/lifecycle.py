@@ -16,14 +16,16 @@ of them writes a status itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from django.conf import settings
 from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from backend import metrics
 from backend.audit.services import EventName, audit_record
@@ -61,19 +63,21 @@ def submit(
     traces.trace_open(
         job_id=job_id, owner=owner, task=task, created_at=time.time(), lives=record_ttl()
     )
-    record = store.create_job(
-        job_id=job_id,
-        owner=owner,
-        task=task,
-        params=params,
-        header=header,
-        image=image,
-        reference=reference,
-    )
     try:
+        record = store.create_job(
+            job_id=job_id,
+            owner=owner,
+            task=task,
+            params=params,
+            header=header,
+            image=image,
+            reference=reference,
+        )
         enqueue_job(job_id)
-    except OperationalError:
-        store.discard_job(job_id)
+    except (RedisError, OperationalError):
+        # The id was never handed out: nothing of it may stay, here or in Redis.
+        with contextlib.suppress(RedisError):
+            store.discard_job(job_id)
         traces.trace_discard(job_id)
         raise CodedError(
             "backend_unavailable", "The queue is unavailable; retry shortly.", status=503
@@ -164,19 +168,27 @@ def expire(
     return record
 
 
-def lose(job_id: str) -> JobRecord | None:
+Loss = Literal["ended", "retry", "gone"]
+
+
+def lose(job_id: str) -> Loss:
     """The worker process holding this job died (killed, crashed, out of memory).
 
-    A running job lost its input with that process and fails now. A queued one
-    (its worker died before the claim) goes back to the queue, at most
-    ``MAX_DELIVERIES`` times, so a message that kills workers cannot circulate
-    forever.
+    A running job lost its input with that process and fails now (``ended``).
+    A queued one (its process died before the claim) may run again, at most
+    ``MAX_DELIVERIES`` times (``retry``), so a message that kills workers cannot
+    circulate forever. A job Redis no longer has is reconciled with its trace
+    (``gone``): there is nothing left to run.
     """
     deliveries = store.count_delivery(job_id)
     if 0 <= deliveries < MAX_DELIVERIES:
-        return None
+        return "retry"
     expected: tuple[Status, ...] = ("queued",) if deliveries >= 0 else ("running",)
-    return fail(job_id, job_error("worker_lost"), expected=expected)
+    if fail(job_id, job_error("worker_lost"), expected=expected) is not None:
+        return "ended"
+    if store.get_job(job_id) is None:
+        reconcile(job_id)
+    return "gone"
 
 
 def cancel(job_id: str, *, client_id: object) -> JobRecord | None:

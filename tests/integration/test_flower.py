@@ -33,7 +33,7 @@ from tests.harness import (
     wait_until,
 )
 from tests.integration.helpers import submit
-from tests.redis_server import free_port
+from tests.services import free_port
 
 pytestmark = pytest.mark.slow
 

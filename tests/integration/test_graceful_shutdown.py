@@ -34,7 +34,7 @@ from tests.harness import (
     wait_until,
 )
 from tests.integration.helpers import submit, wait_for
-from tests.redis_server import free_port
+from tests.services import free_port
 from workers.celery_app import app
 
 pytestmark = pytest.mark.slow

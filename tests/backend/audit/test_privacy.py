@@ -17,7 +17,7 @@ from backend.audit.privacy import CHECKS, run_privacy_audit
 from backend.ephemeral import keys
 from backend.ephemeral.records import record_ttl
 from tests.backend.audit.helpers import queued_job, succeeded_job
-from tests.redis_server import free_port
+from tests.services import free_port
 
 
 def test_it_measures_the_ttls_on_keys_of_ours(healthy: redis.Redis) -> None:

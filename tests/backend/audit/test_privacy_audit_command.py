@@ -17,7 +17,7 @@ from pytest_django.fixtures import Settings
 
 from backend.ephemeral import crypto, keys
 from tests.backend.audit.helpers import AuditRun, checks, queued_job, succeeded_job
-from tests.redis_server import REPO
+from tests.services import REPO
 
 Audit = Callable[[], AuditRun]
 

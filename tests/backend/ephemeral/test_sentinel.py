@@ -15,7 +15,7 @@ from backend.ephemeral import keys, store
 from backend.ephemeral.connection import sentinel_config
 from tests.conftest import forget_redis_connections
 from tests.factories import queued_job
-from tests.redis_server import free_port
+from tests.services import free_port
 
 
 @pytest.fixture

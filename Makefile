@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ephemera-installed
 
-.PHONY: run test install redis-server models migrate lint typecheck check-infra bench clean
+.PHONY: run test install redis-server postgresql models migrate lint typecheck check-infra bench clean
 
 $(STAMP): pyproject.toml infra/docker/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml infra/docker/constraints.txt
 	$(PY) -m pip install --quiet -c infra/docker/constraints.txt -e '.[dev]'
 	touch $@
 
-install: $(STAMP) redis-server
+install: $(STAMP) redis-server postgresql
 
 # The Debian redis-server, installed when missing. Never used on its default
 # port: `make run` starts one on 6380 and the tests one on a free port.
@@ -23,6 +23,15 @@ redis-server:
 	  echo "installing redis-server (Debian package)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	}
+
+# Debian's PostgreSQL binaries, installed when missing: the tests run on a
+# cluster they initdb into a temporary directory, on a free port.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing postgresql (Debian package)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	}
 
 models: $(STAMP)
@@ -46,6 +55,8 @@ check-infra:
 
 test: install models lint typecheck check-infra
 	$(PY) -m pytest
+	# The database-backed tests once more on SQLite, the embedded default of `make run`.
+	EPHEMERA_TEST_DATABASE=sqlite $(PY) -m pytest -q tests/backend tests/workers/test_sweeper.py
 
 bench: install models
 	$(PY) bench/pipeline.py

@@ -30,7 +30,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+def start_redis(port: int, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise pytest.UsageError("redis-server is not installed: run `make test`, which installs it")
@@ -49,6 +49,7 @@ def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
             str(workdir),
             "--logfile",
             str(workdir / "redis.log"),
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -203,3 +204,91 @@ def fresh_database_url(workdir: Path, name: str) -> str:
     if isinstance(port, int):
         return create_database(port, name)
     return f"sqlite:///{workdir / (name + '.sqlite3')}"
+
+
+class SentinelCluster:
+    """A real Redis master, one replica and three Sentinels (quorum 2), on free ports.
+
+    The same topology as the ``redis-sentinel`` Kubernetes component, scaled
+    down: the master can be SIGKILLed and the Sentinels promote the replica.
+    """
+
+    MASTER_NAME = "ephemera"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.master_port, self.replica_port = free_port(), free_port()
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        (workdir / "master").mkdir(parents=True)
+        (workdir / "replica").mkdir(parents=True)
+        self.master = start_redis(self.master_port, workdir / "master")
+        self.replica = start_redis(
+            self.replica_port,
+            workdir / "replica",
+            "--replicaof",
+            "127.0.0.1",
+            str(self.master_port),
+        )
+        self.sentinels = [self._start_sentinel(port) for port in self.sentinel_ports]
+        self._wait(lambda: self.known_master() == self.master_port, "the sentinels see no master")
+        self._wait(self._replica_in_sync, "the replica never synced")
+
+    @property
+    def url(self) -> str:
+        """kombu's form, which Ephemera's REDIS_URL takes as it is."""
+        return ";".join(f"sentinel://127.0.0.1:{port}" for port in self.sentinel_ports) + "/0"
+
+    def _start_sentinel(self, port: int) -> subprocess.Popen[bytes]:
+        config = self.workdir / f"sentinel-{port}.conf"
+        config.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+            f"sentinel monitor {self.MASTER_NAME} 127.0.0.1 {self.master_port} 2\n"
+            f"sentinel down-after-milliseconds {self.MASTER_NAME} 1000\n"
+            f"sentinel failover-timeout {self.MASTER_NAME} 5000\n"
+            f"sentinel parallel-syncs {self.MASTER_NAME} 1\n"
+        )
+        return subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def known_master(self) -> int | None:
+        import redis
+
+        for port in self.sentinel_ports:
+            try:
+                reply = redis.Redis(port=port, socket_timeout=0.5).execute_command(
+                    "SENTINEL", "get-master-addr-by-name", self.MASTER_NAME
+                )
+            except redis.RedisError:
+                continue
+            if reply:
+                return int(reply[1])
+        return None
+
+    def _replica_in_sync(self) -> bool:
+        import redis
+
+        info = redis.Redis(port=self.replica_port).info("replication")
+        return info.get("master_link_status") == "up"
+
+    @staticmethod
+    def _wait(condition: object, message: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():  # type: ignore[operator]
+            if time.monotonic() > deadline:
+                raise RuntimeError(message)
+            time.sleep(0.1)
+
+    def kill_master(self) -> None:
+        """SIGKILL the master; returns once the Sentinels name the promoted replica."""
+        self.master.kill()
+        self.master.wait()
+        self._wait(lambda: self.known_master() == self.replica_port, "no failover happened")
+
+    def stop(self) -> None:
+        for proc in [*self.sentinels, self.replica, self.master]:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)

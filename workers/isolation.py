@@ -71,10 +71,7 @@ class JobProcesses:
 
     def run(self, job_id: str) -> Outcome:
         self._reap_finished()
-        spare = self.spare or _fork_spare(self)
-        self.spare = None
-        os.write(spare.jobs, job_id.encode() + b"\n")
-        os.close(spare.jobs)
+        spare = self._hand_over(job_id)
         # The next job's process, forked while this one runs.
         self.spare = _fork_spare(self)
         with os.fdopen(spare.outcomes, "rb") as outcomes:
@@ -91,6 +88,22 @@ class JobProcesses:
             },
         )
         return "died"
+
+    def _hand_over(self, job_id: str) -> _Spare:
+        """Give the job to the spare; a spare that died while idle is replaced first."""
+        spare = self.spare or _fork_spare(self)
+        self.spare = None
+        try:
+            os.write(spare.jobs, job_id.encode() + b"\n")
+        except BrokenPipeError:
+            logger.warning("job_process_spare_died")
+            for pipe_end in (spare.jobs, spare.outcomes):
+                os.close(pipe_end)
+            os.waitpid(spare.pid, 0)
+            spare = _fork_spare(self)
+            os.write(spare.jobs, job_id.encode() + b"\n")
+        os.close(spare.jobs)
+        return spare
 
     def _reap_finished(self) -> None:
         """Collect the job processes that reported and exited since."""

@@ -30,10 +30,12 @@ logger = logging.getLogger(__name__)
 
 
 class JobTask(Task):
-    """Ends the job when the worker's parent sees the pool child fail from outside.
+    """Ends the job when the task itself fails, instead of the job process.
 
-    A hard time limit or a killed pool child never returns from the task; the
-    parent process calls ``on_failure`` and the job ends here, with a code.
+    A hard time limit or a killed pool process never returns from the task; the
+    worker's parent calls ``on_failure`` and the job ends here, with a code. So
+    does any error of the task's own, which would otherwise leave the job
+    queued with its message acknowledged.
     """
 
     def on_failure(
@@ -46,6 +48,10 @@ class JobTask(Task):
             lifecycle.fail(job_id, job_error("time_limit"))
         elif isinstance(exc, WorkerLostError):
             lifecycle.lose(job_id)
+        else:
+            # Anything else is ours: the message is acknowledged, so a job left
+            # queued or running here would never end by itself.
+            lifecycle.fail(job_id, job_error("internal_error"), expected=("queued", "running"))
         logger.warning(
             "job_worker_failure", extra={"job": hashed_id(job_id), "error_type": type(exc).__name__}
         )

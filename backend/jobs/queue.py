@@ -26,7 +26,13 @@ def broker_settings() -> dict[str, Any]:
     """Celery settings every process that talks to the broker shares."""
     # Kombu re-delivers a message whose worker vanished after the visibility
     # timeout; it must outlast the hard time limit, or a live job would run twice.
-    transport: dict[str, Any] = {"visibility_timeout": settings.EPHEMERA_TASK_HARD_LIMIT + 60}
+    transport: dict[str, Any] = {
+        "visibility_timeout": settings.EPHEMERA_TASK_HARD_LIMIT + 60,
+        # Messages a dead worker node held come back once their visibility
+        # timeout passed, found by a sweep every 10 s (kombu's default sweeps
+        # every 10th tick, i.e. ~100 s): one cheap sorted-set read per tick.
+        "unacked_restore_throttle": 1,
+    }
     if settings.REDIS_URL.startswith("sentinel://"):
         transport["master_name"] = settings.REDIS_SENTINEL_MASTER
         transport["sentinel_kwargs"] = {"password": sentinel_config(settings.REDIS_URL).password}

@@ -1,0 +1,178 @@
+"""The job lifecycle: each change happens once, with its metric, audit row and trace."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+import pytest
+import redis
+
+from backend.audit.models import AuditEvent
+from backend.ephemeral import keys, store
+from backend.errors import job_error
+from backend.imaging import ImageHeader
+from backend.jobs import lifecycle
+from backend.jobs.models import JobTrace
+from backend.pseudonyms import hashed_id
+from tests.factories import NOBODY, queued_job, running_job
+
+pytestmark = pytest.mark.django_db
+
+
+def finished(conn: redis.Redis, status: str, code: str = "", task: str = "cartoonize") -> int:
+    field = f"ephemera_jobs_finished_total|error_code={code}|status={status}|task={task}"
+    return round(float(conn.hget(keys.METRICS_KEY, field) or 0))
+
+
+def audited(job_id: str) -> list[tuple[str, str]]:
+    return [(row.event, row.outcome) for row in AuditEvent.objects.filter(job=hashed_id(job_id))]
+
+
+def trace_of(job_id: str) -> tuple[str, str]:
+    trace = JobTrace.objects.get(id=job_id)
+    return trace.status, trace.error_code
+
+
+def submit() -> str:
+    return lifecycle.submit(
+        client_id=1,
+        owner=NOBODY,
+        task="cartoonize",
+        params={},
+        header=ImageHeader.of("jpeg", width=1, height=1),
+        image=b"\xff\xd8\xff a photo",
+    ).id
+
+
+def test_a_submit_traces_seals_and_queues_the_job(redis_conn: redis.Redis) -> None:
+    job_id = submit()
+
+    assert trace_of(job_id) == ("queued", "")
+    assert store.get_job(job_id).status == "queued"
+    assert redis_conn.exists(keys.input_key(job_id))
+    bodies = [json.loads(message)["body"] for message in redis_conn.lrange("jobs", 0, -1)]
+    assert any(job_id in base64.b64decode(body).decode() for body in bodies)
+    assert audited(job_id) == [("submitted", "")]
+
+
+def test_a_submit_that_redis_refuses_leaves_no_trace(
+    redis_conn: redis.Redis, settings: object
+) -> None:
+    from backend.ephemeral import connection
+    from backend.errors import CodedError
+    from tests.services import free_port
+
+    live = settings.REDIS_URL  # type: ignore[attr-defined]
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # type: ignore[attr-defined]
+    connection.forget()
+    try:
+        with pytest.raises(CodedError) as refused:
+            submit()
+    finally:
+        settings.REDIS_URL = live  # type: ignore[attr-defined]
+        connection.forget()
+    assert (refused.value.status, refused.value.code) == (503, "backend_unavailable")
+    assert not JobTrace.objects.exists()
+
+
+def test_a_claim_takes_a_queued_job_once(redis_conn: redis.Redis) -> None:
+    job_id = queued_job(traced=True)
+
+    claimed = lifecycle.claim(job_id)
+
+    assert claimed is not None and claimed.record is not None
+    assert claimed.record.status == "running"
+    assert claimed.open_image() == b"\xff\xd8\xff\xe0 a photo"
+    assert not redis_conn.exists(keys.input_key(job_id))
+
+
+def test_a_second_delivery_of_a_running_job_fails_it_worker_lost(redis_conn: redis.Redis) -> None:
+    job_id = running_job(traced=True)
+
+    assert lifecycle.claim(job_id) is None
+
+    record = store.get_job(job_id)
+    assert (record.status, record.error_code) == ("failed", "worker_lost")
+    assert finished(redis_conn, "failed", "worker_lost") == 1
+    assert audited(job_id) == [("failed", "worker_lost")]
+    assert trace_of(job_id) == ("failed", "worker_lost")
+
+
+def test_a_claim_after_the_upload_expired_ends_the_job_expired(redis_conn: redis.Redis) -> None:
+    job_id = queued_job(traced=True)
+    redis_conn.delete(keys.input_key(job_id))
+
+    assert lifecycle.claim(job_id) is None
+
+    record = store.get_job(job_id)
+    assert (record.status, record.error_code) == ("expired", "input_expired")
+    assert audited(job_id) == [("expired", "input_expired")]
+
+
+def test_a_claim_of_a_job_redis_lost_ends_its_trace_lost(redis_conn: redis.Redis) -> None:
+    job_id = queued_job(traced=True)
+    redis_conn.delete(keys.job_key(job_id))
+
+    assert lifecycle.claim(job_id) is None
+
+    assert trace_of(job_id) == ("failed", "lost")
+    assert finished(redis_conn, "failed", "lost") == 1
+    # Reconciling again counts nothing twice.
+    lifecycle.reconcile(job_id)
+    assert finished(redis_conn, "failed", "lost") == 1
+    assert audited(job_id) == [("failed", "lost")]
+
+
+def test_success_is_published_counted_and_traced_once(redis_conn: redis.Redis) -> None:
+    job_id = running_job(traced=True)
+
+    published = lifecycle.succeed(job_id, data=b"out", content_type="image/png", run_ms=7)
+
+    assert published is not None and published.record.status == "succeeded"
+    assert lifecycle.succeed(job_id, data=b"again", content_type="image/png", run_ms=7) is None
+    assert finished(redis_conn, "succeeded") == 1
+    assert trace_of(job_id) == ("succeeded", "")
+    assert [event for event, _ in audited(job_id)] == ["succeeded"]
+
+
+def test_a_failure_applies_only_from_the_expected_status(redis_conn: redis.Redis) -> None:
+    job_id = queued_job(traced=True)
+    assert lifecycle.fail(job_id, job_error("internal_error")) is None  # not running
+
+    ended = lifecycle.fail(job_id, job_error("internal_error"), expected=("queued",))
+
+    assert ended is not None and ended.error_message == job_error("internal_error").message
+    assert not redis_conn.exists(keys.input_key(job_id))
+    assert finished(redis_conn, "failed", "internal_error") == 1
+
+
+def test_a_queued_job_whose_process_died_runs_again_a_bounded_number_of_times(
+    redis_conn: redis.Redis,
+) -> None:
+    job_id = queued_job(traced=True)
+
+    outcomes = [lifecycle.lose(job_id) for _ in range(lifecycle.MAX_DELIVERIES)]
+
+    assert outcomes == ["retry"] * (lifecycle.MAX_DELIVERIES - 1) + ["ended"]
+    assert store.get_job(job_id).error_code == "worker_lost"
+
+
+def test_a_running_job_whose_process_died_ends_at_once(redis_conn: redis.Redis) -> None:
+    assert lifecycle.lose(running_job()) == "ended"
+    assert lifecycle.lose(str(uuid.uuid4())) == "gone"
+
+
+def test_cancel_counts_an_active_job_once_and_audits_the_delete(redis_conn: redis.Redis) -> None:
+    job_id = running_job(traced=True)
+
+    before = lifecycle.cancel(job_id, client_id=1)
+
+    assert before is not None and before.status == "running"
+    assert store.get_job(job_id).status == "cancelled"
+    assert finished(redis_conn, "cancelled") == 1
+    assert trace_of(job_id) == ("cancelled", "")
+    assert audited(job_id) == [("deleted", "")]
+    lifecycle.cancel(job_id, client_id=1)  # the tombstone: nothing more to count
+    assert finished(redis_conn, "cancelled") == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def client(live_stack: LiveStack, redis_conn: redis.Redis) -> Client:
+def client(live_stack: LiveStack, redis_conn: redis.Redis) -> Iterator[Client]:
     with Client(url=live_stack.url, api_key=live_stack.key) as opened:
         yield opened
 

@@ -22,7 +22,8 @@ class JobError:
 @dataclass(frozen=True)
 class JobResult:
     #: The download path, ``/api/v1/results/<token>``: usable once, with the owner's key.
-    url: str
+    #: Kept out of ``repr`` so a logged job does not carry its token.
+    url: str = field(repr=False)
     content_type: str
     expires_at: datetime | None
 

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ephemera-installed
 
-.PHONY: run test install redis-server models migrate lint typecheck check-infra bench clean
+.PHONY: run test install redis-server chromium models migrate lint typecheck check-infra bench clean
 
 $(STAMP): pyproject.toml infra/docker/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ redis-server:
 	  echo "installing redis-server (Debian package)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	}
+
+# Debian's chromium and chromedriver, for the web page's browser test; installed when missing.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  echo "installing chromium and chromium-driver (Debian packages)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	}
 
 models: $(STAMP)
@@ -44,7 +52,7 @@ typecheck: $(STAMP)
 check-infra:
 	PYTHON=$(PYTHON) infra/tools/install.sh
 
-test: install models lint typecheck check-infra
+test: install models chromium lint typecheck check-infra
 	$(PY) -m pytest
 
 bench: install models

@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "backend.clients",
     "backend.audit",
+    "backend.web",
     "workers",
 ]
 

@@ -42,7 +42,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ephemera_client.client import Client
-from ephemera_client.errors import ApiError, EphemeraError, RateLimited
+from ephemera_client.errors import ApiError, EphemeraError, JobTimeout, RateLimited
 from ephemera_client.models import Job
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -385,6 +385,11 @@ def _run_one(
         else:
             _fetch(client, job, args, outcome, display=display, row=row)
         jobs.finished(job.id)
+    except JobTimeout as exc:
+        # Given up on: nothing of it should wait on the server for a reader who left.
+        client.delete(exc.job_id)
+        jobs.finished(exc.job_id)
+        outcome.error = f"{exc}; deleted it"
     except (EphemeraError, OSError) as exc:
         outcome.error = f"{exc.code}: {exc.message}" if isinstance(exc, ApiError) else str(exc)
     finally:

@@ -113,6 +113,23 @@ def test_a_failure_is_reported_with_its_code_and_exit_status(
     assert "invalid_params" in done.stderr and "mode" in done.stderr
 
 
+def test_a_job_it_gives_up_on_is_deleted(
+    stack: LiveStack, tmp_path: Path, redis_conn: redis.Redis, worker: Worker
+) -> None:
+    photo_file(tmp_path)
+    pause_consumers(worker)
+    try:
+        done = ephemera(stack, "run", "anonymize", "photo.jpg", "--timeout", "1", cwd=tmp_path)
+    finally:
+        resume_consumers(worker)
+
+    assert done.returncode == 1
+    assert "did not end within 1s; deleted it" in done.stderr
+    (job_key,) = redis_conn.scan_iter("eph:job:*")
+    assert redis_conn.hget(job_key, "status") == b"cancelled"
+    assert not list(redis_conn.scan_iter("eph:in:*"))
+
+
 def test_tasks_and_delete(stack: LiveStack, tmp_path: Path) -> None:
     listed = ephemera(stack, "tasks", "--json", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr

@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import select
 import signal
 import struct
@@ -213,8 +214,9 @@ def terminal_env(stack: LiveStack) -> dict[str, str]:
 def test_a_terminal_shows_upload_queue_run_and_download(
     stack: LiveStack, terminal_env: dict[str, str], tmp_path: Path
 ) -> None:
-    # Big enough that the worker runs each for a few seconds: the display has time to show it.
-    names = [photo_file(tmp_path, f"big{i}.jpg", (1600, 1600)).name for i in range(2)]
+    # The largest side the worker takes (EPHEMERA_MAX_SIDE): it runs each for seconds,
+    # longer than the CLI's one-second polls, so the display catches the job running.
+    names = [photo_file(tmp_path, f"big{i}.jpg", (2048, 2048)).name for i in range(2)]
     term = Terminal.spawn(
         [
             *ephemera_command(),
@@ -235,6 +237,7 @@ def test_a_terminal_shows_upload_queue_run_and_download(
     assert status == 0, screen
     for phase in ("upload", "queued", "running", "download", "all files", "2/2 files"):
         assert phase in screen, f"{phase!r} never shown:\n{screen}"
+    assert re.search(r"big\d\.jpg: running \d+s", screen), "no time shown while running"
     assert "big0.jpg → " in screen and "big1.jpg → " in screen
     for name in names:
         assert cv2.imread(str(tmp_path / name.replace(".jpg", ".cartoonize.jpg"))) is not None

@@ -21,6 +21,7 @@ def index(request: HttpRequest) -> HttpResponse:
         {
             "script_url": assets.url("app.js"),
             "style_url": assets.url("app.css"),
+            "icon_url": assets.url("favicon.svg"),
             "input_minutes": _minutes(settings.EPHEMERA_INPUT_TTL),
             "result_minutes": _minutes(settings.EPHEMERA_RESULT_TTL),
             "record_minutes": _minutes(record_ttl()),

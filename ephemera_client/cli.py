@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,9 +36,9 @@ from rich.progress import (
     ProgressColumn,
     TaskID,
     TextColumn,
-    TimeElapsedColumn,
 )
 from rich.progress import Task as ProgressRow
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -58,7 +59,8 @@ SUBMIT_RETRIES = 5
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    err = Console(stderr=True, highlight=False)
+    # soft_wrap: a message is one line, whatever the width (logs and pipes grep lines).
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         with Client(url=args.url) as client:
             command: Callable[[Client, argparse.Namespace, Console], int] = args.command
@@ -232,8 +234,24 @@ class Jobs:
         return left
 
 
+class PhaseBar(BarColumn):
+    """A bar that pulses while the job waits in the queue or runs: no bytes move then."""
+
+    def render(self, task: ProgressRow) -> ProgressBar:
+        if not task.fields.get("waiting"):
+            return super().render(task)
+        return ProgressBar(
+            total=None,
+            width=None if self.bar_width is None else max(1, self.bar_width),
+            pulse=True,
+            animation_time=task.get_time(),
+            style=self.style,
+            pulse_style=self.pulse_style,
+        )
+
+
 class CountColumn(ProgressColumn):
-    """Bytes for a file's row, files for the overall row."""
+    """Bytes for a file's row (none while its job waits), files for the overall row."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -243,7 +261,20 @@ class CountColumn(ProgressColumn):
     def render(self, task: ProgressRow) -> Text:
         if task.fields.get("overall"):
             return Text(f"{self.files.render(task)} files")
+        if task.fields.get("waiting"):
+            return Text("")
         return self.bytes.render(task)
+
+
+class ClockColumn(ProgressColumn):
+    """Time since the row's file started (or the whole run began), frozen when it ends."""
+
+    def render(self, task: ProgressRow) -> Text:
+        started = task.fields.get("t0")
+        if started is None:
+            return Text("-:--:--", style="progress.elapsed")
+        ended = task.fields.get("t1") or time.monotonic()
+        return Text(str(timedelta(seconds=int(ended - started))), style="progress.elapsed")
 
 
 class Display:
@@ -253,16 +284,18 @@ class Display:
         self.enabled = enabled
         self.progress = Progress(
             TextColumn("{task.description}"),
-            BarColumn(),
+            PhaseBar(),
             CountColumn(),
-            TimeElapsedColumn(),
+            ClockColumn(),
             console=err,
             transient=False,
             disable=not enabled,
         )
         self.overall: TaskID | None = None
         if enabled and count > 1:
-            self.overall = self.progress.add_task("[bold]all files", total=count, overall=True)
+            self.overall = self.progress.add_task(
+                "[bold]all files", total=count, overall=True, t0=time.monotonic()
+            )
 
     def __enter__(self) -> Display:
         self.progress.__enter__()
@@ -272,7 +305,7 @@ class Display:
         self.progress.__exit__(None, None, None)
 
     def add(self, name: str) -> TaskID:
-        return self.progress.add_task(f"{name}: upload", total=None)
+        return self.progress.add_task(f"{name}: waiting", total=None, waiting=True, t0=None)
 
     def update(self, row: TaskID, **fields: Any) -> None:
         self.progress.update(row, **fields)
@@ -283,6 +316,8 @@ class Display:
     def done(self) -> None:
         if self.overall is not None:
             self.progress.advance(self.overall)
+            if self.progress.tasks[self.overall].finished:
+                self.progress.update(self.overall, t1=time.monotonic())
 
 
 def _run(client: Client, args: argparse.Namespace, err: Console) -> int:
@@ -308,8 +343,11 @@ def _run(client: Client, args: argparse.Namespace, err: Console) -> int:
         # On a terminal, poll each second to show queued -> running; else long-poll.
         step = 1 if interactive else 60
         futures: list[Future[Outcome]] = [
-            pool.submit(_run_one, client, args, params, path, jobs=jobs, display=display, step=step)
-            for path in args.files
+            pool.submit(
+                _run_one, client, args, params, path, jobs=jobs, display=display, row=row, step=step
+            )
+            # Every file has its row from the start, waiting for a free slot.
+            for path, row in [(path, display.add(path.name)) for path in args.files]
         ]
         try:
             for future in futures:
@@ -355,13 +393,14 @@ def _run_one(
     *,
     jobs: Jobs,
     display: Display,
+    row: TaskID,
     step: int,
 ) -> Outcome:
     outcome = Outcome(file=path)
     if jobs.interrupted.is_set():
         outcome.error = "interrupted"
         return outcome
-    row = display.add(path.name)
+    display.update(row, description=f"{path.name}: upload", waiting=False, t0=time.monotonic())
     try:
         job = _submit(client, args.task, path, params, display=display, row=row)
         if not jobs.started(client, job.id):
@@ -395,7 +434,9 @@ def _run_one(
     finally:
         mark = "[green]✓[/green]" if outcome.ok else "[red]✗[/red]"
         where = f" → {outcome.output}" if outcome.output else ""
-        display.update(row, description=f"{mark} {path.name}{where}")
+        display.update(
+            row, description=f"{mark} {path.name}{where}", waiting=False, t1=time.monotonic()
+        )
         display.done()
     return outcome
 
@@ -447,9 +488,7 @@ def _wait(
         if current.status != phase_start["status"]:
             phase_start.update(status=current.status, at=time.monotonic())
         spent = time.monotonic() - float(phase_start["at"])
-        display.update(
-            row, description=f"{name}: {current.status} {spent:.0f}s", total=None, completed=0
-        )
+        display.update(row, description=f"{name}: {current.status} {spent:.0f}s", waiting=True)
 
     on_update(job)
     return client.wait(job.id, timeout=timeout, step=step, on_update=on_update)
@@ -465,7 +504,7 @@ def _fetch(
     row: TaskID,
 ) -> None:
     name = outcome.file.name
-    display.update(row, description=f"{name}: download", completed=0, total=None)
+    display.update(row, description=f"{name}: download", completed=0, waiting=False)
     download = client.download(
         job, on_progress=lambda done, total: display.update(row, completed=done, total=total)
     )

@@ -49,8 +49,8 @@ class Client:
         api_key = api_key or os.environ.get("EPHEMERA_API_KEY")
         if not api_key:
             raise EphemeraError(
-                "no API key: pass api_key= or set EPHEMERA_API_KEY "
-                "(create one with `python manage.py create_api_key --name NAME`)"
+                "no API key: set EPHEMERA_API_KEY (or pass api_key= to Client); "
+                "create one with `python manage.py create_api_key --name NAME`"
             )
         self.url = url.rstrip("/")
         self._timeout = timeout

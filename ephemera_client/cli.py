@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -305,7 +306,7 @@ class Display:
         self.progress.__exit__(None, None, None)
 
     def add(self, name: str) -> TaskID:
-        return self.progress.add_task(f"{name}: waiting", total=None, waiting=True, t0=None)
+        return self.progress.add_task(f"{escape(name)}: waiting", total=None, waiting=True, t0=None)
 
     def update(self, row: TaskID, **fields: Any) -> None:
         self.progress.update(row, **fields)
@@ -361,7 +362,7 @@ def _run(client: Client, args: argparse.Namespace, err: Console) -> int:
     if interactive:
         for outcome in outcomes:
             if outcome.error:
-                err.print(f"[red]✗[/red] {outcome.file}: {outcome.error}")
+                err.print(f"[red]✗[/red] {escape(str(outcome.file))}: {escape(outcome.error)}")
     return EXIT_OK if all(outcome.ok for outcome in outcomes) else EXIT_FAILED
 
 
@@ -400,7 +401,9 @@ def _run_one(
     if jobs.interrupted.is_set():
         outcome.error = "interrupted"
         return outcome
-    display.update(row, description=f"{path.name}: upload", waiting=False, t0=time.monotonic())
+    # File names are shown as text, never read as rich markup ("[red]x.jpg").
+    label = escape(path.name)
+    display.update(row, description=f"{label}: upload", waiting=False, t0=time.monotonic())
     try:
         job = _submit(client, args.task, path, params, display=display, row=row)
         if not jobs.started(client, job.id):
@@ -410,7 +413,7 @@ def _run_one(
         job = _wait(
             client,
             job,
-            name=path.name,
+            name=label,
             timeout=args.timeout,
             step=step,
             display=display,
@@ -433,9 +436,9 @@ def _run_one(
         outcome.error = f"{exc.code}: {exc.message}" if isinstance(exc, ApiError) else str(exc)
     finally:
         mark = "[green]✓[/green]" if outcome.ok else "[red]✗[/red]"
-        where = f" → {outcome.output}" if outcome.output else ""
+        where = f" → {escape(str(outcome.output))}" if outcome.output else ""
         display.update(
-            row, description=f"{mark} {path.name}{where}", waiting=False, t1=time.monotonic()
+            row, description=f"{mark} {label}{where}", waiting=False, t1=time.monotonic()
         )
         display.done()
     return outcome
@@ -463,7 +466,9 @@ def _submit(
             if attempt == SUBMIT_RETRIES:
                 raise
             delay = exc.retry_after or 1
-            display.update(row, description=f"{path.name}: rate limited, retry in {delay:g}s")
+            display.update(
+                row, description=f"{escape(path.name)}: rate limited, retry in {delay:g}s"
+            )
             time.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -503,8 +508,9 @@ def _fetch(
     display: Display,
     row: TaskID,
 ) -> None:
-    name = outcome.file.name
-    display.update(row, description=f"{name}: download", completed=0, waiting=False)
+    display.update(
+        row, description=f"{escape(outcome.file.name)}: download", completed=0, waiting=False
+    )
     download = client.download(
         job, on_progress=lambda done, total: display.update(row, completed=done, total=total)
     )

@@ -22,7 +22,9 @@ import pytest
 import redis
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -78,6 +80,15 @@ def requested_urls(driver: WebDriver) -> list[str]:
         if message["method"] == "Network.requestWillBeSent":
             urls.append(message["params"]["request"]["url"])
     return urls
+
+
+def press(driver: WebDriver, *keys: str) -> None:
+    """Keys typed on the keyboard, into whatever has the focus (as a person types)."""
+    ActionChains(driver).send_keys(*keys).perform()
+
+
+def press_shift_tab(driver: WebDriver) -> None:
+    ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
 
 
 def wait_for(driver: WebDriver, condition: Any, timeout: float = 60) -> Any:
@@ -189,13 +200,31 @@ def test_a_person_uploads_a_photo_gets_it_once_and_deletes_it(
     assert errors == []
 
 
-def test_every_field_has_a_label_and_the_keyboard_reaches_it(
+def test_it_works_with_the_keyboard_alone_and_every_field_has_a_label(
     live_stack: LiveStack, browser: WebDriver
 ) -> None:
     browser.get(live_stack.url + "/")
-    browser.find_element(By.ID, "api-key").send_keys(live_stack.key)
-    browser.find_element(By.ID, "api-key").submit()
-    wait_for(browser, expected_conditions.visibility_of_element_located((By.ID, "task")))
+    # Tab from the top: the skip link, then the key field; Enter sends the key.
+    press(browser, Keys.TAB)
+    assert browser.switch_to.active_element.get_attribute("class") == "skip"
+    press(browser, Keys.TAB)
+    assert browser.switch_to.active_element.get_attribute("id") == "api-key"
+    press(browser, live_stack.key, Keys.ENTER)
+    wait_for(browser, lambda driver: driver.switch_to.active_element.get_attribute("id") == "task")
+
+    # Tab walks the form in reading order, one field after the other.
+    visited = []
+    for _ in range(12):
+        press(browser, Keys.TAB)
+        visited.append(browser.switch_to.active_element.get_attribute("id"))
+    assert visited[:2] == ["param-mode", "param-margin"]
+    assert visited.index("image") < visited.index("consent")
+    # Space ticks the consent box; the upload still waits for a photo.
+    while browser.switch_to.active_element.get_attribute("id") != "consent":
+        press_shift_tab(browser)
+    press(browser, Keys.SPACE)
+    assert browser.find_element(By.ID, "consent").is_selected()
+    assert not browser.find_element(By.ID, "submit").is_enabled()
 
     unlabelled = browser.execute_script(
         """
@@ -205,14 +234,41 @@ def test_every_field_has_a_label_and_the_keyboard_reaches_it(
         """
     )
     assert unlabelled == []
-    # Tab moves through the form in order: key, its button, then the task.
-    browser.find_element(By.TAG_NAME, "body").click()
-    order = browser.execute_script(
-        "return [...document.querySelectorAll('a, input, select, button')]"
-        ".filter((el) => !el.disabled && el.offsetParent !== null && el.tabIndex >= 0)"
-        ".map((el) => el.id || el.tagName)"
+    # The focused field shows it: a visible outline.
+    outline = browser.execute_script("return getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("", "none")
+
+
+def test_text_has_enough_contrast(live_stack: LiveStack, browser: WebDriver) -> None:
+    browser.get(live_stack.url + "/")
+    # WCAG 2 contrast of each visible text element against its nearest opaque background.
+    ratios = browser.execute_script(
+        """
+        const channel = (c) => {
+          c /= 255;
+          return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+        };
+        const rgb = (text) => text.match(/[\\d.]+/g).map(Number);
+        const luminance = ([r, g, b]) =>
+          0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+        const background = (el) => {
+          for (; el; el = el.parentElement) {
+            const value = rgb(getComputedStyle(el).backgroundColor);
+            if (value.length < 4 || value[3] > 0) return value;
+          }
+          return [255, 255, 255];
+        };
+        return [...document.querySelectorAll('h1, h2, p, li, label, button, a, code, legend')]
+          .filter((el) => el.offsetParent !== null && el.textContent.trim())
+          .map((el) => {
+            const [a, b] = [luminance(rgb(getComputedStyle(el).color)), luminance(background(el))];
+            return [el.tagName + '#' + el.id, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+          });
+        """
     )
-    assert order.index("api-key") < order.index("connect-button") < order.index("task")
+    assert len(ratios) > 10
+    low = [(name, round(ratio, 2)) for name, ratio in ratios if ratio < 4.5]
+    assert low == [], f"below WCAG AA (4.5:1): {low}"
 
 
 def test_the_page_and_its_assets_are_served_with_a_strict_policy(live_stack: LiveStack) -> None:

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ephemera-installed
 
-.PHONY: run test install redis-server postgresql models migrate lint typecheck check-infra bench clean
+.PHONY: run test install redis-server postgresql chromium models migrate lint typecheck check-infra bench clean
 
 $(STAMP): pyproject.toml infra/docker/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ postgresql:
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	}
 
+# Debian's chromium and chromedriver, for the web page's browser test; installed when missing.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  echo "installing chromium and chromium-driver (Debian packages)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	}
+
 models: $(STAMP)
 	$(PY) manage.py fetch_models
 
@@ -53,7 +61,7 @@ typecheck: $(STAMP)
 check-infra:
 	PYTHON=$(PYTHON) infra/tools/install.sh
 
-test: install models lint typecheck check-infra
+test: install models chromium lint typecheck check-infra
 	$(PY) -m pytest
 	# The database-backed tests once more on SQLite, the embedded default of `make run`.
 	EPHEMERA_TEST_DATABASE=sqlite $(PY) -m pytest -q tests/backend tests/workers/test_sweeper.py

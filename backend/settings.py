@@ -124,6 +124,7 @@ INSTALLED_APPS = [
     "backend.clients",
     "backend.audit",
     "backend.jobs",
+    "backend.web",
     "workers",
 ]
 
@@ -228,6 +229,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "backend.api.schema.complete_contract",
+    ],
 }
 
 # --- Logging --------------------------------------------------------------

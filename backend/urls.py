@@ -14,6 +14,8 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    # The web page at / and its hashed assets.
+    path("", include("backend.web.urls")),
 ]
 
 handler400 = "backend.api.errors.bad_request"

@@ -2,7 +2,7 @@
 
 Starts its own Redis, one worker (concurrency 1) and the web under gunicorn,
 then times N submits that wait for the end, back to back and with idle time
-between them, from a keep-alive client (httpx), and prints the job's own
+between them, from the project's keep-alive client (ephemera_client), and prints the job's own
 metrics beside the client's wall time: the overhead of the path (HTTP,
 sealing, queueing, claiming, storing, the long poll) and its ratio to the work.
 
@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import cv2
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import bench_stack
+from ephemera_client import Client, Job
 
 
 def photo_1mp() -> bytes:
@@ -35,30 +35,24 @@ def photo_1mp() -> bytes:
     return encoded.tobytes()
 
 
-def submit(client: httpx.Client, image: bytes) -> tuple[float, dict, float]:
+def submit(client: Client, image: bytes) -> tuple[float, Job, float]:
     started = time.perf_counter()
-    response = client.post(
-        "/api/v1/jobs",
-        files={"image": ("p.jpg", image, "image/jpeg")},
-        data={"task": "cartoonize"},
-        headers={"Prefer": "wait=60"},
-    )
+    job = client.submit("cartoonize", image, wait=60)
     wall = time.perf_counter() - started
-    job = response.json()
-    assert job["status"] == "succeeded", job
+    assert job.status == "succeeded", job
     started = time.perf_counter()
-    assert client.get(job["result"]["url"]).status_code == 200
+    client.download(job)
     return wall, job, time.perf_counter() - started
 
 
-def series(client: httpx.Client, image: bytes, runs: int, idle: float) -> dict[str, float]:
+def series(client: Client, image: bytes, runs: int, idle: float) -> dict[str, float]:
     walls, queued, run, downloads = [], [], [], []
     for _ in range(runs):
         time.sleep(idle)
         wall, job, download = submit(client, image)
         walls.append(wall * 1000)
-        queued.append(job["metrics"]["queued_ms"])
-        run.append(job["metrics"]["run_ms"])
+        queued.append(job.queued_ms)
+        run.append(job.run_ms)
         downloads.append(download * 1000)
     med = statistics.median
     overheads = [wall - ran for wall, ran in zip(walls, run, strict=True)]
@@ -81,10 +75,8 @@ def main() -> None:
     with bench_stack() as running:
         running.worker(WORKER_CONCURRENCY="1")
         _, port = running.web()
-        headers = {"Authorization": f"Bearer {running.key}"}
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=90
-        ) as client:
+        # One client, one keep-alive connection, as a real caller would use it.
+        with Client(url=f"http://127.0.0.1:{port}", api_key=running.key) as client:
             submit(client, image)  # warm-up: first connections
             results = {
                 "back to back": series(client, image, args.runs, 0.0),

@@ -1,0 +1,348 @@
+// The Ephemera web page: talks to API v1 on this origin, keeps the API key and
+// the result in this page's memory only (no cookie, no storage, no URL), and
+// shows everything as text (Trusted Types forbid HTML sinks anyway).
+"use strict";
+
+(function () {
+  const API = "/api/v1";
+  const POLL_SECONDS = 1;
+
+  /** Everything the page knows, in memory only; gone with the tab. */
+  const state = { key: null, tasks: [], job: null, resultUrl: null, busy: false };
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    connect: $("connect"), key: $("api-key"), connectButton: $("connect-button"),
+    form: $("job"), task: $("task"), taskDescription: $("task-description"),
+    params: $("params"), image: $("image"), consent: $("consent"), submit: $("submit"),
+    progressSection: $("progress-section"), progress: $("progress"), status: $("status"),
+    del: $("delete"), resultSection: $("result-section"), resultTitle: $("result-title"),
+    resultImage: $("result-image"), resultJson: $("result-json"), save: $("save"),
+    error: $("error"),
+  };
+
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  function headers(extra) {
+    return Object.assign({ Authorization: "Bearer " + state.key }, extra || {});
+  }
+
+  async function errorFrom(response) {
+    try {
+      const body = await response.json();
+      return new ApiError(response.status, body.error.code, body.error.message);
+    } catch (_) {
+      return new ApiError(response.status, "http_error", "HTTP " + response.status);
+    }
+  }
+
+  async function api(method, path, extraHeaders) {
+    const response = await fetch(API + path, {
+      method: method,
+      headers: headers(extraHeaders),
+      credentials: "omit",
+      cache: "no-store",
+      referrerPolicy: "no-referrer",
+    });
+    if (!response.ok) throw await errorFrom(response);
+    return response;
+  }
+
+  function showError(error) {
+    const text = error instanceof ApiError ? error.message + " (" + error.code + ")" : String(error.message || error);
+    el.error.textContent = text;
+  }
+
+  function clearError() {
+    el.error.textContent = "";
+  }
+
+  function say(text) {
+    el.status.textContent = text;
+  }
+
+  // --- 1. the key and the catalogue -------------------------------------------
+
+  el.connect.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearError();
+    state.key = el.key.value.trim();
+    if (!state.key) {
+      showError(new Error("Type your API key first."));
+      el.key.focus();
+      return;
+    }
+    el.connectButton.disabled = true;
+    try {
+      const body = await (await api("GET", "/tasks")).json();
+      state.tasks = body.tasks;
+      fillTasks();
+      el.form.hidden = false;
+      el.task.focus();
+    } catch (error) {
+      state.key = null;
+      showError(error);
+      el.key.focus();
+    } finally {
+      el.connectButton.disabled = false;
+    }
+  });
+
+  function fillTasks() {
+    el.task.replaceChildren();
+    for (const task of state.tasks) {
+      const option = document.createElement("option");
+      option.value = task.name;
+      option.textContent = task.name;
+      el.task.appendChild(option);
+    }
+    showTask();
+  }
+
+  function currentTask() {
+    return state.tasks.find((task) => task.name === el.task.value);
+  }
+
+  function showTask() {
+    const task = currentTask();
+    el.taskDescription.textContent = task ? task.description : "";
+    const legend = document.createElement("legend");
+    legend.textContent = "Options";
+    el.params.replaceChildren(legend);
+    const properties = (task && task.params_schema.properties) || {};
+    for (const [name, schema] of Object.entries(properties)) {
+      el.params.appendChild(paramField(name, schema));
+    }
+    updateSubmit();
+  }
+
+  /** One labelled input for a param of the task's JSON Schema. */
+  function paramField(name, schema) {
+    const wrapper = document.createElement("div");
+    wrapper.className = "param";
+    const id = "param-" + name;
+    const label = document.createElement("label");
+    label.htmlFor = id;
+    label.textContent = name.replace(/_/g, " ");
+    let input;
+    if (Array.isArray(schema.enum)) {
+      input = document.createElement("select");
+      for (const value of schema.enum) {
+        const option = document.createElement("option");
+        option.value = JSON.stringify(value);
+        option.textContent = String(value);
+        input.appendChild(option);
+      }
+      input.value = JSON.stringify(schema.default);
+    } else if (schema.type === "integer" || schema.type === "number") {
+      input = document.createElement("input");
+      input.type = "number";
+      if (schema.minimum !== undefined) input.min = String(schema.minimum);
+      if (schema.maximum !== undefined) input.max = String(schema.maximum);
+      input.step = schema.type === "integer" ? "1" : "any";
+      input.value = schema.default === undefined ? "" : String(schema.default);
+    } else if (schema.type === "boolean") {
+      input = document.createElement("input");
+      input.type = "checkbox";
+      input.checked = Boolean(schema.default);
+    } else {
+      // Arrays and anything else: JSON text.
+      input = document.createElement("input");
+      input.type = "text";
+      input.value = schema.default === undefined ? "" : JSON.stringify(schema.default);
+    }
+    input.id = id;
+    input.dataset.param = name;
+    input.dataset.kind = schema.type === "boolean" ? "boolean" : (Array.isArray(schema.enum) ? "json" : (schema.type === "integer" || schema.type === "number" ? "number" : "json"));
+    input.dataset.default = JSON.stringify(schema.default === undefined ? null : schema.default);
+    wrapper.appendChild(label);
+    wrapper.appendChild(input);
+    if (schema.description) {
+      const help = document.createElement("p");
+      help.className = "help";
+      help.id = id + "-help";
+      help.textContent = schema.description;
+      input.setAttribute("aria-describedby", help.id);
+      wrapper.appendChild(help);
+    }
+    return wrapper;
+  }
+
+  /** The params that differ from their defaults (the service fills in the rest). */
+  function readParams() {
+    const params = {};
+    for (const input of el.params.querySelectorAll("[data-param]")) {
+      let value;
+      if (input.dataset.kind === "boolean") value = input.checked;
+      else if (input.dataset.kind === "number") {
+        if (input.value === "") continue;
+        value = Number(input.value);
+      } else {
+        if (input.value === "") continue;
+        try {
+          value = JSON.parse(input.value);
+        } catch (_) {
+          throw new Error(input.dataset.param + ": not valid JSON");
+        }
+      }
+      if (JSON.stringify(value) !== input.dataset.default) params[input.dataset.param] = value;
+    }
+    return params;
+  }
+
+  function updateSubmit() {
+    el.submit.disabled = state.busy || !state.key || !el.consent.checked || el.image.files.length !== 1;
+  }
+
+  el.task.addEventListener("change", showTask);
+  el.consent.addEventListener("change", updateSubmit);
+  el.image.addEventListener("change", updateSubmit);
+
+  // --- 2. upload, progress, result -----------------------------------------------
+
+  el.form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearError();
+    // Consent gates the upload here too, not only through the disabled button.
+    if (!el.consent.checked || el.image.files.length !== 1 || !state.key) {
+      updateSubmit();
+      return;
+    }
+    let params;
+    try {
+      params = readParams();
+    } catch (error) {
+      showError(error);
+      return;
+    }
+    await forgetResult();
+    state.busy = true;
+    updateSubmit();
+    el.progressSection.hidden = false;
+    el.resultSection.hidden = true;
+    try {
+      const job = await upload(el.task.value, el.image.files[0], params);
+      state.job = job;
+      el.del.disabled = false;
+      const done = await follow(job);
+      if (done.status === "succeeded") await showResult(done);
+      else if (done.status !== "cancelled") {
+        say("The job " + done.status + ".");
+        if (done.error) showError(new ApiError(0, done.error.code, done.error.message));
+      }
+    } catch (error) {
+      say("");
+      showError(error);
+    } finally {
+      state.busy = false;
+      updateSubmit();
+    }
+  });
+
+  /** POST the photo with XMLHttpRequest: fetch cannot report upload progress. */
+  function upload(task, file, params) {
+    const form = new FormData();
+    form.append("task", task);
+    form.append("params", JSON.stringify(params));
+    // The service reads the type from the bytes; the file name stays here.
+    form.append("image", file, "image");
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", API + "/jobs");
+      xhr.setRequestHeader("Authorization", "Bearer " + state.key);
+      xhr.responseType = "json";
+      xhr.upload.addEventListener("progress", (event) => {
+        if (event.lengthComputable) {
+          el.progress.value = Math.round((100 * event.loaded) / event.total);
+          say("Uploading: " + el.progress.value + "%");
+        }
+      });
+      xhr.addEventListener("load", () => {
+        const body = xhr.response;
+        if (xhr.status >= 200 && xhr.status < 300) resolve(body);
+        else if (body && body.error) reject(new ApiError(xhr.status, body.error.code, body.error.message));
+        else reject(new ApiError(xhr.status, "http_error", "HTTP " + xhr.status));
+      });
+      xhr.addEventListener("error", () => reject(new Error("The upload failed: network error.")));
+      xhr.send(form);
+    });
+  }
+
+  /** Poll until the job ends, saying queued / running with the time spent. */
+  async function follow(job) {
+    const started = Date.now();
+    el.progress.removeAttribute("value"); // indeterminate while the worker runs
+    while (!["succeeded", "failed", "cancelled", "expired"].includes(job.status)) {
+      say("Job " + job.status + ": " + Math.round((Date.now() - started) / 1000) + " s");
+      if (state.job === null) return { status: "cancelled" };
+      const response = await api("GET", "/jobs/" + job.id, { Prefer: "wait=" + POLL_SECONDS });
+      job = await response.json();
+    }
+    el.progress.value = 100;
+    return job;
+  }
+
+  async function showResult(job) {
+    say("Downloading the result (once).");
+    const blob = await (await api("GET", job.result.url.replace(/^\/api\/v1/, ""))).blob();
+    state.resultUrl = URL.createObjectURL(blob);
+    if (job.result.content_type === "application/json") {
+      el.resultJson.textContent = JSON.stringify(JSON.parse(await blob.text()), null, 2);
+      el.resultJson.hidden = false;
+      el.resultImage.hidden = true;
+      el.save.download = "ephemera-" + job.task + ".json";
+    } else {
+      el.resultImage.src = state.resultUrl;
+      el.resultImage.alt = "The result of " + job.task + " on your photo";
+      el.resultImage.hidden = false;
+      el.resultJson.hidden = true;
+      el.save.download = "ephemera-" + job.task + extension(job.result.content_type);
+    }
+    el.save.href = state.resultUrl;
+    el.save.hidden = false;
+    el.resultSection.hidden = false;
+    say("Done: the result was downloaded and deleted from the server.");
+    el.resultTitle.focus();
+  }
+
+  function extension(contentType) {
+    return { "image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp" }[contentType] || "";
+  }
+
+  async function forgetResult() {
+    if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
+    state.resultUrl = null;
+    el.resultImage.removeAttribute("src");
+    el.resultImage.hidden = true;
+    el.resultJson.textContent = "";
+    el.save.removeAttribute("href");
+    el.save.hidden = true;
+    el.resultSection.hidden = true;
+  }
+
+  // --- 3. delete now ------------------------------------------------------------------
+
+  el.del.addEventListener("click", async () => {
+    if (!state.job) return;
+    clearError();
+    const id = state.job.id;
+    el.del.disabled = true;
+    try {
+      await api("DELETE", "/jobs/" + id);
+      state.job = null;
+      await forgetResult();
+      el.progress.value = 0;
+      say("Deleted: the server holds nothing of this job any more.");
+      el.status.focus();
+    } catch (error) {
+      el.del.disabled = false;
+      showError(error);
+    }
+  });
+})();

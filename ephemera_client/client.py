@@ -1,0 +1,254 @@
+"""A small typed client for the Ephemera API, over one keep-alive connection pool.
+
+    with Client(url="http://127.0.0.1:8000", api_key="ek_...") as ephemera:
+        job = ephemera.submit("anonymize", Path("photo.jpg"), {"mode": "pixelate"}, wait=30)
+        job = ephemera.wait(job.id)
+        Path("out.png").write_bytes(ephemera.download(job).data)
+
+A result downloads once; ``delete`` purges a job's upload and result at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+import httpx
+
+from ephemera_client.errors import ApiError, EphemeraError, JobNotSucceeded, JobTimeout, error_for
+from ephemera_client.models import Download, Job, Task
+
+#: The longest ``Prefer: wait=N`` the service honours.
+MAX_WAIT = 60
+UPLOAD_CHUNK = 64 * 1024
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+#: ``callback(done_bytes, total_bytes)``, called as bytes go out or come in.
+ProgressCallback = Callable[[int, int], None]
+Image = bytes | Path | BinaryIO
+
+
+class Client:
+    """One client per API key; safe to share between threads (httpx's pool is)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        url = url or os.environ.get("EPHEMERA_URL") or DEFAULT_URL
+        api_key = api_key or os.environ.get("EPHEMERA_API_KEY")
+        if not api_key:
+            raise EphemeraError(
+                "no API key: set EPHEMERA_API_KEY (or pass api_key= to Client); "
+                "create one with `python manage.py create_api_key --name NAME`"
+            )
+        self.url = url.rstrip("/")
+        self._timeout = timeout
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "ephemera-client/0.1"},
+            timeout=timeout,
+            transport=transport,
+            # Results are never redirected; a redirect would be a misconfigured proxy.
+            follow_redirects=False,
+        )
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- the API -------------------------------------------------------------------
+
+    def tasks(self) -> list[Task]:
+        """The catalogue: each task's name, params schema, output and limits."""
+        body = self._json(self._http.get("/api/v1/tasks"))
+        return [Task.from_json(task) for task in body["tasks"]]
+
+    def submit(
+        self,
+        task: str,
+        image: Image,
+        params: Mapping[str, Any] | None = None,
+        *,
+        wait: int = 0,
+        on_upload: ProgressCallback | None = None,
+    ) -> Job:
+        """Upload ``image`` (bytes, a path or a binary file) to ``task``.
+
+        ``wait`` (seconds, at most 60) asks the service to answer only once the
+        job ended or the wait is over; the job may still be queued or running.
+        """
+        data = _read_image(image)
+        fields = {"task": task}
+        if params:
+            fields["params"] = json.dumps(dict(params))
+        body, content_type = _multipart(fields, image=data)
+        headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
+        if wait:
+            headers["Prefer"] = f"wait={_capped(wait)}"
+        response = self._http.post(
+            "/api/v1/jobs",
+            content=_chunks(body, on_upload),
+            headers=headers,
+            timeout=self._wait_timeout(wait),
+        )
+        return Job.from_json(self._json(response))
+
+    def get(self, job_id: str, *, wait: int = 0) -> Job:
+        """The job; with ``wait``, the service answers when it ends or after ``wait`` s."""
+        headers = {"Prefer": f"wait={_capped(wait)}"} if wait else {}
+        response = self._http.get(
+            f"/api/v1/jobs/{job_id}", headers=headers, timeout=self._wait_timeout(wait)
+        )
+        return Job.from_json(self._json(response))
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        step: int = MAX_WAIT,
+        on_update: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Long-poll until the job ends; raise ``JobTimeout`` after ``timeout`` seconds.
+
+        Each poll waits up to ``step`` seconds; a short step (1) sees the job go
+        from queued to running, a long one makes fewer requests.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = MAX_WAIT if deadline is None else deadline - time.monotonic()
+            job = self.get(job_id, wait=max(1, min(step, int(remaining + 0.999), MAX_WAIT)))
+            if on_update is not None:
+                on_update(job)
+            if job.terminal:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobTimeout(job_id, timeout or 0)
+
+    def download(self, job: Job | str, *, on_progress: ProgressCallback | None = None) -> Download:
+        """The result bytes of a succeeded job (or of a result URL), once.
+
+        A second download raises ``ResultGone``: the service deleted the result
+        when it was first downloaded.
+        """
+        if isinstance(job, Job):
+            if job.result is None:
+                code, message = (job.error.code, job.error.message) if job.error else (None, None)
+                raise JobNotSucceeded(job.id, job.status, code, message)
+            url = job.result.url
+        else:
+            url = job
+        with self._http.stream("GET", url) as response:
+            if response.status_code != 200:
+                response.read()
+                self._json(response)
+            total = int(response.headers.get("Content-Length") or 0)
+            parts: list[bytes] = []
+            done = 0
+            for chunk in response.iter_bytes():
+                parts.append(chunk)
+                done += len(chunk)
+                if on_progress is not None:
+                    on_progress(done, max(total, done))
+            content_type = response.headers.get("Content-Type", "application/octet-stream")
+        return Download(data=b"".join(parts), content_type=content_type)
+
+    def delete(self, job_id: str) -> None:
+        """Purge the job's upload, result and token now; a queued job will not run."""
+        response = self._http.delete(f"/api/v1/jobs/{job_id}")
+        if response.status_code != 204:
+            self._json(response)
+
+    # --- plumbing -----------------------------------------------------------------
+
+    def _wait_timeout(self, wait: int) -> httpx.Timeout:
+        # The read may legitimately block for the whole wait.
+        return httpx.Timeout(self._timeout, read=self._timeout + _capped(wait))
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        """The JSON body of a success, or the error answer raised as an ``ApiError``."""
+        if response.is_success:
+            return response.json()
+        raise _error(response)
+
+
+def _error(response: httpx.Response) -> ApiError:
+    retry_after = response.headers.get("Retry-After")
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        # Not our error body: a proxy in between, say. Keep the status.
+        code, message = "http_error", f"HTTP {response.status_code} {response.reason_phrase}"
+    return error_for(
+        response.status_code,
+        code,
+        message,
+        retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+    )
+
+
+def _capped(wait: int) -> int:
+    return max(0, min(int(wait), MAX_WAIT))
+
+
+def _read_image(image: Image) -> bytes:
+    if isinstance(image, bytes):
+        return image
+    if isinstance(image, Path):
+        return image.read_bytes()
+    return image.read()
+
+
+def _multipart(fields: Mapping[str, str], *, image: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body. The file name sent is always ``image``: the
+    service sniffs the type from the bytes, and the user's file name is nobody's
+    business."""
+    boundary = f"ephemera-{secrets.token_hex(16)}"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f"--{boundary}\r\nContent-Disposition: form-data; "
+        'name="image"; filename="image"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + image
+        + b"\r\n"
+    )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def _chunks(body: bytes, on_upload: ProgressCallback | None) -> Iterator[bytes]:
+    """The body in chunks, reporting each as it is handed to the socket."""
+    total = len(body)
+    for start in range(0, total, UPLOAD_CHUNK):
+        chunk = body[start : start + UPLOAD_CHUNK]
+        yield chunk
+        if on_upload is not None:
+            on_upload(start + len(chunk), total)

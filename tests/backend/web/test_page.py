@@ -1,0 +1,298 @@
+"""The web page at ``/``, in real Chromium (Debian's, driven through its chromedriver),
+against the real stack: gunicorn, a Celery worker, Redis.
+
+A person types a key, picks a task, reads the notice, consents, uploads a real
+photo and gets the result once; "Delete now" purges the job. Every request the
+browser made is recorded: all of them go to the page's own origin. Nothing is
+left in cookies or browser storage.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from backend.ephemeral import store
+from ephemera_client import Client, ResultGone
+from tests.harness import REPO
+from tests.integration.live_stack import LiveStack, photo_file
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOT = REPO / "docs" / "web-page.png"
+
+
+@pytest.fixture
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriver]:
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail("chromium and chromium-driver are not installed: run `make test`")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1000,1400",
+    ):
+        options.add_argument(argument)
+    # Every request the browser makes, from the DevTools network events.
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
+    # Selenium Manager must not look for drivers on the network: both paths are given.
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def requested_urls(driver: WebDriver) -> list[str]:
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def press(driver: WebDriver, *keys: str) -> None:
+    """Keys typed on the keyboard, into whatever has the focus (as a person types)."""
+    ActionChains(driver).send_keys(*keys).perform()
+
+
+def press_shift_tab(driver: WebDriver) -> None:
+    ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
+
+
+def wait_for(driver: WebDriver, condition: Any, timeout: float = 60) -> Any:
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def status_says(text: str) -> Any:
+    return expected_conditions.text_to_be_present_in_element((By.ID, "status"), text)
+
+
+def save_full_page(driver: WebDriver, path: Path) -> None:
+    """The whole page, not only the viewport: the README shows it."""
+    width, height = driver.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+    )
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+        },
+    )
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def browser_storage(driver: WebDriver) -> dict[str, Any]:
+    return driver.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        (async () => ({
+          local: localStorage.length,
+          session: sessionStorage.length,
+          cookie: document.cookie,
+          indexedDB: (await indexedDB.databases()).length,
+          caches: (await caches.keys()).length,
+        }))().then(done, (error) => done({error: String(error)}));
+        """
+    )
+
+
+def test_a_person_uploads_a_photo_gets_it_once_and_deletes_it(
+    live_stack: LiveStack, redis_conn: redis.Redis, browser: WebDriver, tmp_path: Path
+) -> None:
+    photo = photo_file(tmp_path)
+    browser.get(live_stack.url + "/")
+
+    # The key goes into a password field; the tasks come from the catalogue.
+    key_field = browser.find_element(By.ID, "api-key")
+    assert key_field.get_attribute("type") == "password"
+    key_field.send_keys(live_stack.key)
+    browser.find_element(By.ID, "connect-button").click()
+    task = wait_for(browser, expected_conditions.visibility_of_element_located((By.ID, "task")))
+    Select(task).select_by_value("anonymize")
+    Select(browser.find_element(By.ID, "param-mode")).select_by_visible_text("pixelate")
+
+    # No upload without consent.
+    browser.find_element(By.ID, "image").send_keys(str(photo))
+    submit = browser.find_element(By.ID, "submit")
+    assert not submit.is_enabled()
+    browser.find_element(By.ID, "consent").click()
+    assert submit.is_enabled()
+    submit.click()
+
+    result = wait_for(
+        browser, expected_conditions.visibility_of_element_located((By.ID, "result-image"))
+    )
+    assert browser.execute_script("return arguments[0].naturalWidth", result) == 512
+    assert browser.switch_to.active_element.get_attribute("id") == "result-title"
+    assert browser.find_element(By.ID, "save").get_attribute("href").startswith("blob:")
+    save_full_page(browser, SCREENSHOT)
+
+    # The page downloaded the result once; a second download is refused.
+    jobs = [key.decode().removeprefix("eph:job:") for key in redis_conn.scan_iter("eph:job:*")]
+    assert len(jobs) == 1
+    job_id = jobs[0]
+    result_urls = [url for url in requested_urls(browser) if "/api/v1/results/" in url]
+    assert len(result_urls) == 1, result_urls
+    with Client(url=live_stack.url, api_key=live_stack.key) as client, pytest.raises(ResultGone):
+        client.download(result_urls[0].removeprefix(live_stack.url))
+
+    # "Delete now" purges the job in Redis.
+    browser.find_element(By.ID, "delete").click()
+    wait_for(browser, status_says("Deleted"))
+    assert not redis_conn.exists(f"eph:in:{job_id}")
+    assert not list(redis_conn.scan_iter("eph:res:*"))
+    assert store.get_job(job_id).status == "cancelled"  # type: ignore[union-attr]
+    assert not browser.find_element(By.ID, "result-image").is_displayed()
+
+    # Only this origin was ever asked for anything.
+    urls = requested_urls(browser)
+    assert urls, "no request was recorded"
+    foreign = [url for url in urls if not url.startswith(live_stack.url + "/")]
+    assert foreign == [], foreign
+    assert live_stack.key not in browser.current_url
+
+    # Nothing went into cookies or browser storage.
+    assert browser.get_cookies() == []
+    assert browser_storage(browser) == {
+        "local": 0,
+        "session": 0,
+        "cookie": "",
+        "indexedDB": 0,
+        "caches": 0,
+    }
+    # No console error: no CSP violation, no failed request, no script error.
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+
+
+def test_it_works_with_the_keyboard_alone_and_every_field_has_a_label(
+    live_stack: LiveStack, browser: WebDriver
+) -> None:
+    browser.get(live_stack.url + "/")
+    # Tab from the top: the skip link, then the key field; Enter sends the key.
+    press(browser, Keys.TAB)
+    assert browser.switch_to.active_element.get_attribute("class") == "skip"
+    press(browser, Keys.TAB)
+    assert browser.switch_to.active_element.get_attribute("id") == "api-key"
+    press(browser, live_stack.key, Keys.ENTER)
+    wait_for(browser, lambda driver: driver.switch_to.active_element.get_attribute("id") == "task")
+
+    # Tab walks the form in reading order, one field after the other.
+    visited = []
+    for _ in range(12):
+        press(browser, Keys.TAB)
+        visited.append(browser.switch_to.active_element.get_attribute("id"))
+    assert visited[:2] == ["param-mode", "param-margin"]
+    assert visited.index("image") < visited.index("consent")
+    # Space ticks the consent box; the upload still waits for a photo.
+    while browser.switch_to.active_element.get_attribute("id") != "consent":
+        press_shift_tab(browser)
+    press(browser, Keys.SPACE)
+    assert browser.find_element(By.ID, "consent").is_selected()
+    assert not browser.find_element(By.ID, "submit").is_enabled()
+
+    unlabelled = browser.execute_script(
+        """
+        return [...document.querySelectorAll('input, select, progress')]
+          .filter((field) => field.labels.length === 0)
+          .map((field) => field.id);
+        """
+    )
+    assert unlabelled == []
+    # The focused field shows it: a visible outline.
+    outline = browser.execute_script("return getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("", "none")
+
+
+def test_text_has_enough_contrast(live_stack: LiveStack, browser: WebDriver) -> None:
+    browser.get(live_stack.url + "/")
+    # WCAG 2 contrast of each visible text element against its nearest opaque background.
+    ratios = browser.execute_script(
+        """
+        const channel = (c) => {
+          c /= 255;
+          return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+        };
+        const rgb = (text) => text.match(/[\\d.]+/g).map(Number);
+        const luminance = ([r, g, b]) =>
+          0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+        const background = (el) => {
+          for (; el; el = el.parentElement) {
+            const value = rgb(getComputedStyle(el).backgroundColor);
+            if (value.length < 4 || value[3] > 0) return value;
+          }
+          return [255, 255, 255];
+        };
+        return [...document.querySelectorAll('h1, h2, p, li, label, button, a, code, legend')]
+          .filter((el) => el.offsetParent !== null && el.textContent.trim())
+          .map((el) => {
+            const [a, b] = [luminance(rgb(getComputedStyle(el).color)), luminance(background(el))];
+            return [el.tagName + '#' + el.id, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+          });
+        """
+    )
+    assert len(ratios) > 10
+    low = [(name, round(ratio, 2)) for name, ratio in ratios if ratio < 4.5]
+    assert low == [], f"below WCAG AA (4.5:1): {low}"
+
+
+def test_the_page_and_its_assets_are_served_with_a_strict_policy(live_stack: LiveStack) -> None:
+    with httpx.Client(base_url=live_stack.url) as http:
+        page = http.get("/")
+        assets = re.findall(r'(?:src|href)="(/assets/[^"]+)"', page.text)
+        answers = [http.get(path) for path in assets]
+
+    assert page.status_code == 200
+    csp = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert "frame-ancestors 'none'" in csp and "form-action 'none'" in csp
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    # No inline script, no inline style, nothing from another host.
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page.text)
+    assert " style=" not in page.text and "<style" not in page.text
+    assert not re.search(r"(?:src|href)=\"(?:https?:)?//", page.text)
+    # Assets carry their content hash in their names and are cached for ever.
+    assert sorted(path.rsplit(".", 1)[1] for path in assets) == ["css", "js", "svg"]
+    for path, answer in zip(assets, answers, strict=True):
+        assert re.fullmatch(r"/assets/(app|favicon)\.[0-9a-f]{12}\.(js|css|svg)", path)
+        assert answer.status_code == 200
+        assert "immutable" in answer.headers["Cache-Control"]
+    with httpx.Client(base_url=live_stack.url) as http:
+        assert http.get("/assets/app.000000000000.js").status_code == 404

@@ -1,0 +1,283 @@
+"""The ``ephemera`` console script against the real stack, as a user runs it:
+through a pipe (quiet, ``--json``) and on a terminal (a pty: progress, Ctrl-C).
+
+After ``make`` installs the package, the installed ``ephemera`` script next to
+this Python is what runs; before that (a fresh worktree), ``python -m ephemera_client``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import pty
+import re
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import pytest
+import redis
+
+from backend.ephemeral import store
+from tests.conftest import Worker
+from tests.harness import REPO, wait_until
+from tests.integration.helpers import pause_consumers, resume_consumers
+from tests.integration.live_stack import LiveStack, photo_file
+
+pytestmark = pytest.mark.slow
+
+
+def ephemera_command() -> list[str]:
+    installed = Path(sys.executable).parent / "ephemera"
+    if installed.is_file() and os.access(installed, os.X_OK):
+        return [str(installed)]
+    return [sys.executable, "-m", "ephemera_client"]
+
+
+def cli_env(stack: LiveStack, **extra: str) -> dict[str, str]:
+    return {
+        **stack.env,
+        "EPHEMERA_URL": stack.url,
+        "EPHEMERA_API_KEY": stack.key,
+        "PYTHONPATH": str(REPO),
+        **extra,
+    }
+
+
+def ephemera(stack: LiveStack, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the console script with pipes for its output: not a terminal."""
+    return subprocess.run(
+        [*ephemera_command(), *args],
+        cwd=cwd,
+        env=cli_env(stack),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def stack(live_stack: LiveStack, redis_conn: redis.Redis) -> LiveStack:
+    return live_stack
+
+
+# --- without a terminal --------------------------------------------------------------
+
+
+def test_run_writes_the_result_and_prints_only_its_path(stack: LiveStack, tmp_path: Path) -> None:
+    photo = photo_file(tmp_path)
+
+    done = ephemera(
+        stack, "run", "anonymize", "photo.jpg", "-o", "out.jpg", "--param", "mode=pixelate",
+        cwd=tmp_path,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("out.jpg\n", "")
+    result = cv2.imread(str(tmp_path / "out.jpg"))
+    assert result is not None and result.shape == cv2.imread(str(photo)).shape
+    assert (tmp_path / "out.jpg").stat().st_mode & 0o077 == 0, "the result is readable by others"
+
+
+def test_many_files_as_json_lines(stack: LiveStack, tmp_path: Path) -> None:
+    names = [photo_file(tmp_path, f"p{i}.jpg", (256 + 64 * i, 256 + 64 * i)).name for i in range(3)]
+
+    done = ephemera(stack, "run", "detect", *names, "--json", "-j", "2", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["file"] for line in lines] == names
+    for line in lines:
+        assert line["status"] == "succeeded", line
+        assert len(line["result"]["faces"]) >= 1
+        assert line["output"] is None  # a JSON result is printed, not saved
+
+
+def test_a_failure_is_reported_with_its_code_and_exit_status(
+    stack: LiveStack, tmp_path: Path
+) -> None:
+    photo_file(tmp_path)
+
+    done = ephemera(stack, "run", "anonymize", "photo.jpg", "--param", "mode=smudge", cwd=tmp_path)
+
+    assert done.returncode == 1
+    assert "invalid_params" in done.stderr and "mode" in done.stderr
+
+
+def test_a_job_it_gives_up_on_is_deleted(
+    stack: LiveStack, tmp_path: Path, redis_conn: redis.Redis, worker: Worker
+) -> None:
+    photo_file(tmp_path)
+    pause_consumers(worker)
+    try:
+        done = ephemera(stack, "run", "anonymize", "photo.jpg", "--timeout", "1", cwd=tmp_path)
+    finally:
+        resume_consumers(worker)
+
+    assert done.returncode == 1
+    assert "did not end within 1s; deleted it" in done.stderr
+    (job_key,) = redis_conn.scan_iter("eph:job:*")
+    assert redis_conn.hget(job_key, "status") == b"cancelled"
+    assert not list(redis_conn.scan_iter("eph:in:*"))
+
+
+def test_tasks_and_delete(stack: LiveStack, tmp_path: Path) -> None:
+    listed = ephemera(stack, "tasks", "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "anonymize" in [task["name"] for task in json.loads(listed.stdout)["tasks"]]
+
+    photo_file(tmp_path)
+    ran = ephemera(stack, "run", "detect", "photo.jpg", "--json", cwd=tmp_path)
+    job_id = json.loads(ran.stdout)["job"]
+    deleted = ephemera(stack, "delete", job_id, cwd=tmp_path)
+    assert (deleted.returncode, deleted.stdout) == (0, f"deleted {job_id}\n")
+    assert store.get_job(job_id).status == "cancelled"  # type: ignore[union-attr]
+
+    unknown = ephemera(stack, "delete", "00000000-0000-4000-8000-000000000000", cwd=tmp_path)
+    assert unknown.returncode == 1 and "job_not_found" in unknown.stderr
+
+
+def test_without_a_key_it_says_how_to_get_one(stack: LiveStack, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*ephemera_command(), "tasks"],
+        env={**cli_env(stack), "EPHEMERA_API_KEY": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 1
+    assert "EPHEMERA_API_KEY" in done.stderr and "create_api_key" in done.stderr
+
+
+# --- on a terminal ---------------------------------------------------------------------
+
+
+@dataclass
+class Terminal:
+    """A process on a pseudo-terminal of its own: its controlling tty, so the ^C
+    typed into it reaches the process as SIGINT, exactly as in a real terminal."""
+
+    pid: int
+    fd: int
+    screen: bytearray
+
+    @classmethod
+    def spawn(cls, argv: list[str], *, env: dict[str, str], cwd: Path) -> Terminal:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: exec at once
+            os.chdir(cwd)
+            os.execve(argv[0], argv, env)
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+        return cls(pid=pid, fd=fd, screen=bytearray())
+
+    def read(self, timeout: float = 0.2) -> None:
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if ready:
+            # EIO once the child closed the terminal.
+            with contextlib.suppress(OSError):
+                self.screen.extend(os.read(self.fd, 65536))
+
+    def text(self) -> str:
+        return self.screen.decode(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.read()
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.read(0)
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        raise AssertionError(f"the CLI did not exit within {timeout}s:\n{self.text()}")
+
+
+@pytest.fixture
+def terminal_env(stack: LiveStack) -> dict[str, str]:
+    return cli_env(stack, TERM="xterm-256color", COLUMNS="160", LINES="40")
+
+
+def test_a_terminal_shows_upload_queue_run_and_download(
+    stack: LiveStack, terminal_env: dict[str, str], tmp_path: Path
+) -> None:
+    # The largest side the worker takes (EPHEMERA_MAX_SIDE): it runs each for seconds,
+    # longer than the CLI's one-second polls, so the display catches the job running.
+    names = [photo_file(tmp_path, f"big{i}.jpg", (2048, 2048)).name for i in range(2)]
+    term = Terminal.spawn(
+        [
+            *ephemera_command(),
+            "run",
+            "cartoonize",
+            *names,
+            "--param",
+            "smoothing=5",
+            "-o",
+            str(tmp_path),
+        ],
+        env=terminal_env,
+        cwd=tmp_path,
+    )
+    status = term.wait(timeout=120)
+
+    screen = term.text()
+    assert status == 0, screen
+    for phase in ("upload", "queued", "running", "download", "all files", "2/2 files"):
+        assert phase in screen, f"{phase!r} never shown:\n{screen}"
+    assert re.search(r"big\d\.jpg: running \d+s", screen), "no time shown while running"
+    assert "big0.jpg → " in screen and "big1.jpg → " in screen
+    for name in names:
+        assert cv2.imread(str(tmp_path / name.replace(".jpg", ".cartoonize.jpg"))) is not None
+
+
+def test_ctrl_c_deletes_the_job_it_started(
+    stack: LiveStack,
+    terminal_env: dict[str, str],
+    tmp_path: Path,
+    redis_conn: redis.Redis,
+    worker: Worker,
+) -> None:
+    photo_file(tmp_path)
+    pause_consumers(worker)  # the job stays queued: Ctrl-C lands mid-job, for sure
+    try:
+        term = Terminal.spawn(
+            [*ephemera_command(), "run", "anonymize", "photo.jpg"],
+            env=terminal_env,
+            cwd=tmp_path,
+        )
+
+        def queued_job() -> str | None:
+            term.read(0.05)
+            for key in redis_conn.scan_iter("eph:job:*"):
+                return key.decode().removeprefix("eph:job:")
+            return None
+
+        job_id = wait_until(queued_job, timeout=30, message="the CLI never submitted the job")
+        assert redis_conn.exists(f"eph:in:{job_id}"), "the upload is not stored"
+        wait_until(
+            lambda: (term.read(0.05), "queued" in term.text())[1],
+            timeout=10,
+            message="the display never showed the job queued",
+        )
+        os.write(term.fd, b"\x03")  # Ctrl-C, typed into the terminal
+        status = term.wait(timeout=30)
+    finally:
+        resume_consumers(worker)
+
+    assert status == 130, term.text()
+    assert f"interrupted: deleted job {job_id}" in term.text()
+    assert not redis_conn.exists(f"eph:in:{job_id}"), "the upload survived Ctrl-C"
+    assert store.get_job(job_id).status == "cancelled"  # type: ignore[union-attr]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 import pytest
 
 from backend.ephemeral import connection, keys, store
+from backend.pseudonyms import hashed_id
 from tests.conftest import Persona, Upload, Worker
+from tests.harness import wait_until
 from tests.integration.helpers import pause_consumers, resume_consumers, submit, wait_for
 
 pytestmark = pytest.mark.slow
@@ -60,9 +60,14 @@ def test_delete_purges_a_queued_job_and_it_never_runs(
     finally:
         resume_consumers(worker)
     # The message is still delivered; the worker must find nothing to run.
-    deadline = time.monotonic() + 20
-    while "job_not_claimed" not in worker.log() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(
+        lambda: any(
+            "job_not_claimed" in line and hashed_id(job_id) in line and "cancelled" in line
+            for line in worker.log().splitlines()
+        ),
+        timeout=20,
+        message="the worker never took the cancelled job's message",
+    )
     job = alice.api.get(f"/api/v1/jobs/{job_id}").json()
     assert job["status"] == "cancelled"
     assert job["result"] is None

@@ -47,6 +47,7 @@ def run_load(
     jobs: int,
     threads: int,
     task: str = "cartoonize",
+    params: str = "{}",
     on_submitted: Callable[[int], None] | None = None,
     submit_patience: float = 60,
 ) -> LoadReport:
@@ -67,7 +68,8 @@ def run_load(
                     n = next(counter, None)
                 if n is None:
                     return
-                job_id = _submit(http, photos[n % len(photos)], task, report, lock, submit_patience)
+                photo = photos[n % len(photos)]
+                job_id = _submit(http, photo, task, params, report, lock, submit_patience)
                 with lock:
                     if job_id:
                         report.handed_out.append(job_id)
@@ -85,6 +87,7 @@ def _submit(
     http: httpx.Client,
     photo: bytes,
     task: str,
+    params: str,
     report: LoadReport,
     lock: threading.Lock,
     patience: float,
@@ -93,7 +96,9 @@ def _submit(
     while time.monotonic() < deadline:
         try:
             answer = http.post(
-                "/api/v1/jobs", files={"image": ("photo.jpg", photo)}, data={"task": task}
+                "/api/v1/jobs",
+                files={"image": ("photo.jpg", photo)},
+                data={"task": task, "params": params},
             )
         except httpx.HTTPError as exc:
             with lock:

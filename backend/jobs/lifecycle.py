@@ -128,20 +128,8 @@ def fail(
     job_id: str, error: CodedError, *, expected: tuple[Status, ...] = ("running",)
 ) -> JobRecord | None:
     """End the job ``failed`` with the error's code and message, if it is in ``expected``."""
-    record = store.transition(
-        job_id,
-        expected=expected,
-        new="failed",
-        fields={
-            "finished_at": time.time(),
-            "error_code": error.code,
-            "error_message": error.message,
-        },
-        ttl=ended_ttl(),
-        purge_inputs=True,
-    )
+    record = _end(job_id, new="failed", expected=expected, error=error)
     if record is not None:
-        _ended(record)
         logger.info("job_failed", extra={"job": hashed_id(job_id), "code": error.code})
     return record
 
@@ -150,14 +138,32 @@ def expire(
     job_id: str, *, expected: tuple[Status, ...], code: str, result_token_hash: str | None = None
 ) -> JobRecord | None:
     """End a job that waited too long (queued) or whose result was never downloaded."""
+    return _end(
+        job_id,
+        new="expired",
+        expected=expected,
+        error=job_error(code),
+        result_token_hash=result_token_hash,
+    )
+
+
+def _end(
+    job_id: str,
+    *,
+    new: Status,
+    expected: tuple[Status, ...],
+    error: CodedError,
+    result_token_hash: str | None = None,
+) -> JobRecord | None:
+    """An end without a result: every payload of the job goes in the same step."""
     record = store.transition(
         job_id,
         expected=expected,
-        new="expired",
+        new=new,
         fields={
             "finished_at": time.time(),
-            "error_code": code,
-            "error_message": job_error(code).message,
+            "error_code": error.code,
+            "error_message": error.message,
         },
         ttl=ended_ttl(),
         purge_inputs=True,

@@ -1,9 +1,10 @@
 """Chaos: many jobs from real clients while the service's processes and Redis fail.
 
 Mode ``faults`` (default): a Redis server, the web, a worker node (2 pool
-processes) and beat. While N jobs flow from several keep-alive clients, it
-SIGKILLs pool and job processes at least 5 times, SIGKILLs the whole worker
-node and starts it again, and SIGKILLs Redis and starts it again, empty.
+processes) and beat. While N jobs flow from several keep-alive clients, each
+waiting for its job's end before the next, it SIGKILLs pool and busy job
+processes at least 5 times, SIGKILLs the whole worker node and starts it
+again, and SIGKILLs Redis and starts it again, empty.
 
 Mode ``failover``: the same load on a Redis master, a replica and three
 Sentinels; the master is SIGKILLed a third of the way through.
@@ -50,15 +51,6 @@ def photos() -> list[bytes]:
     ]
 
 
-def job_processes(worker: Process) -> list[int]:
-    found: list[int] = []
-    for pool in worker.children():
-        path = Path(f"/proc/{pool}/task/{pool}/children")
-        if path.exists():
-            found += [int(pid) for pid in path.read_text().split()]
-    return found
-
-
 class Faults:
     """The faults of mode ``faults``, fired as the load passes given shares of the jobs."""
 
@@ -91,11 +83,11 @@ class Faults:
                 self.log.append((time.monotonic(), "restart-redis"))
 
     def _kill_a_process(self, index: int) -> None:
-        jobs, pools = job_processes(self.worker), self.worker.children()
+        jobs, pools = self.worker.job_processes(busy=True), self.worker.children()
         targets = pools if index % 3 == 2 else jobs
         if targets:
             os.kill(self.rng.choice(targets), signal.SIGKILL)
-        self.log.append((time.monotonic(), f"kill-process-{index}"))
+            self.log.append((time.monotonic(), f"kill-process-{index}"))
 
 
 def leftovers(url: str) -> tuple[int, int]:
@@ -149,6 +141,8 @@ def run_faults(args: argparse.Namespace, workdir: Path) -> None:
             photos=photos(),
             jobs=args.jobs,
             threads=args.threads,
+            wait=60,
+            download=True,
             on_submitted=lambda n: faults.at(n, args.jobs),
         )
         last_fault = max(when for when, _ in faults.log)

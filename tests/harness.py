@@ -65,9 +65,26 @@ class Process:
 
     def children(self) -> list[int]:
         """The pids of this process's direct children (gunicorn workers, pool processes)."""
-        path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        return Process._children_of(self.pid)
+
+    def job_processes(self, *, busy: bool) -> list[int]:
+        """A worker node's job processes (the children of its pool processes).
+
+        With ``busy``, only those running a job: a spare sleeps in a pipe read,
+        waiting for its job id.
+        """
+        found: list[int] = []
+        for pool in self.children():
+            for pid in Process._children_of(pool):
+                if not busy or not _waits_on_a_pipe(pid):
+                    found.append(pid)
+        return found
+
+    @staticmethod
+    def _children_of(pid: int) -> list[int]:
+        path = Path(f"/proc/{pid}/task/{pid}/children")
         try:
-            return [int(pid) for pid in path.read_text().split()]
+            return [int(child) for child in path.read_text().split()]
         except FileNotFoundError:
             return []
 
@@ -230,6 +247,13 @@ def send_request(
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     conn.request("GET", path, headers=dict(headers))
     return conn
+
+
+def _waits_on_a_pipe(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text().endswith("pipe_read")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
 
 
 def start_worker(env: Mapping[str, str], *, log_dir: Path, timeout: float = 120) -> Process:

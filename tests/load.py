@@ -27,12 +27,16 @@ class LoadReport:
     handed_out: list[str] = field(default_factory=list)
     #: Submits the service refused, by error code (after retries ran out, or each try).
     refused: Counter[str] = field(default_factory=Counter)
-    #: Final answers by "status" or "status/code".
-    outcomes: Counter[str] = field(default_factory=Counter)
+    #: Final answers by job id: "status" or "status/code".
+    ended: dict[str, str] = field(default_factory=dict)
     #: Ids that answered 404, or were not terminal when the patience ran out.
     silently_lost: list[str] = field(default_factory=list)
     #: Requests that got no HTTP answer at all (connection errors), by exception type.
     transport_errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def outcomes(self) -> Counter[str]:
+        return Counter(self.ended.values())
 
     @property
     def succeeded_share(self) -> float:
@@ -48,17 +52,25 @@ def run_load(
     threads: int,
     task: str = "cartoonize",
     params: str = "{}",
+    wait: int = 0,
+    download: bool = False,
     on_submitted: Callable[[int], None] | None = None,
     submit_patience: float = 60,
 ) -> LoadReport:
-    """Submit ``jobs`` jobs from ``threads`` clients; ``on_submitted(n)`` after each one."""
+    """Submit ``jobs`` jobs from ``threads`` clients; ``on_submitted(n)`` after each one.
+
+    With ``wait``, each client asks to wait for its job's end (``Prefer: wait``)
+    before it submits the next, so the load follows the service's pace, as
+    interactive clients do; a job that ended within the wait is noted at once
+    (and, with ``download``, its result downloaded, once).
+    """
     report = LoadReport()
     lock = threading.Lock()
     counter = iter(range(jobs))
 
     def client() -> httpx.Client:
         return httpx.Client(
-            base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+            base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=wait + 30
         )
 
     def worker() -> None:
@@ -69,10 +81,14 @@ def run_load(
                 if n is None:
                     return
                 photo = photos[n % len(photos)]
-                job_id = _submit(http, photo, task, params, report, lock, submit_patience)
+                job = _submit(http, photo, task, params, wait, report, lock, submit_patience)
+                job_id = job["id"] if job else None
+                outcome = _ended(http, job, download) if job else None
                 with lock:
                     if job_id:
                         report.handed_out.append(job_id)
+                    if job_id and outcome:
+                        report.ended[job_id] = outcome
                     done = len(report.handed_out)
                 if on_submitted and job_id:
                     on_submitted(done)
@@ -88,10 +104,11 @@ def _submit(
     photo: bytes,
     task: str,
     params: str,
+    wait: int,
     report: LoadReport,
     lock: threading.Lock,
     patience: float,
-) -> str | None:
+) -> dict | None:
     deadline = time.monotonic() + patience
     while time.monotonic() < deadline:
         try:
@@ -99,14 +116,15 @@ def _submit(
                 "/api/v1/jobs",
                 files={"image": ("photo.jpg", photo)},
                 data={"task": task, "params": params},
+                headers={"Prefer": f"wait={wait}"} if wait else {},
             )
         except httpx.HTTPError as exc:
             with lock:
                 report.transport_errors[type(exc).__name__] += 1
             time.sleep(0.2)
             continue
-        if answer.status_code == 202:
-            return str(answer.json()["id"])
+        if answer.status_code in (201, 202):
+            return dict(answer.json())
         code = answer.json().get("error", {}).get("code", str(answer.status_code))
         with lock:
             report.refused[code] += 1
@@ -131,7 +149,7 @@ def follow_to_the_end(
     """
     deadline = time.monotonic() + patience
     lock = threading.Lock()
-    ids = iter(list(report.handed_out))
+    ids = iter([job_id for job_id in report.handed_out if job_id not in report.ended])
 
     def worker() -> None:
         with httpx.Client(
@@ -147,7 +165,7 @@ def follow_to_the_end(
                     if outcome is None:
                         report.silently_lost.append(job_id)
                     else:
-                        report.outcomes[outcome] += 1
+                        report.ended[job_id] = outcome
 
     with ThreadPoolExecutor(threads) as pool:
         for future in [pool.submit(worker) for _ in range(threads)]:
@@ -176,11 +194,18 @@ def _follow(
         if answer.status_code != 200:
             time.sleep(0.5)
             continue
-        body = answer.json()
-        if body["status"] in TERMINAL:
-            if download and body.get("result"):
-                with contextlib.suppress(httpx.HTTPError):
-                    http.get(body["result"]["url"])
-            error = body.get("error") or {}
-            return body["status"] + (f"/{error['code']}" if error.get("code") else "")
+        outcome = _ended(http, answer.json(), download)
+        if outcome:
+            return outcome
     return None
+
+
+def _ended(http: httpx.Client, job: dict, download: bool) -> str | None:
+    """``status`` or ``status/code`` of a job that ended (its result downloaded if asked)."""
+    if job["status"] not in TERMINAL:
+        return None
+    if download and job.get("result"):
+        with contextlib.suppress(httpx.HTTPError):
+            http.get(job["result"]["url"])
+    error = job.get("error") or {}
+    return job["status"] + (f"/{error['code']}" if error.get("code") else "")

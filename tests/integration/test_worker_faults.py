@@ -35,28 +35,6 @@ JOBS = 40
 KILLS = 6
 
 
-def busy_job_processes(worker: Process) -> list[int]:
-    """The job processes under the node's pool processes that are running a job.
-
-    A spare waits on a pipe and has used no CPU time; a busy one has.
-    """
-    found: list[int] = []
-    for pool in worker.children():
-        path = Path(f"/proc/{pool}/task/{pool}/children")
-        try:
-            pids = [int(pid) for pid in path.read_text().split()]
-        except FileNotFoundError:
-            continue
-        for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except FileNotFoundError:
-                continue
-            if int(fields[11]) + int(fields[12]) > 5:  # utime + stime, in ticks
-                found.append(pid)
-    return found
-
-
 @pytest.fixture
 def faulty_stack(tmp_path: Path) -> Iterator[tuple[Stack, Process, int]]:
     url = f"{os.environ['REDIS_URL'].rsplit('/', 1)[0]}/{FAULTS_REDIS_DB}"
@@ -102,7 +80,7 @@ def test_killed_pool_and_job_processes_end_their_jobs_and_nothing_runs_twice(
             if len(kills) % 3 == 2:
                 targets, kind = worker.children(), "pool"
             else:
-                targets, kind = busy_job_processes(worker), "job"
+                targets, kind = worker.job_processes(busy=True), "job"
             if targets:
                 os.kill(rng.choice(targets), signal.SIGKILL)
                 kills.append(kind)

@@ -6,13 +6,10 @@ none of them.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import struct
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +23,8 @@ from rest_framework.test import APIClient
 
 from backend.clients.services import api_key_create
 from backend.ephemeral import connection
+from tests.harness import Process as Worker
+from tests.harness import ephemera_env, start_worker
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -124,22 +123,6 @@ def canary_jpeg() -> Upload:
 # --- A real worker process -------------------------------------------------------------
 
 
-@dataclass
-class Worker:
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    hostname: str
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def children(self) -> list[int]:
-        out = subprocess.run(
-            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False
-        )
-        return [int(pid) for pid in out.stdout.split()]
-
-
 _MIGRATED: set[str] = set()
 
 
@@ -158,66 +141,20 @@ def migrate_worker_database(env: dict[str, str]) -> None:
     _MIGRATED.add(url)
 
 
-def start_worker(log_path: Path, *, extra_env: dict[str, str] | None = None) -> Worker:
-    env = {**os.environ, **(extra_env or {})}
-    migrate_worker_database(env)
-    health_dir = Path(env["EPHEMERA_HEALTH_DIR"])
-    ready = health_dir / "worker.ready"
-    ready.unlink(missing_ok=True)
-    hostname = f"test-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
-    handle = log_path.open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "--app",
-            "workers.celery_app:app",
-            "worker",
-            "--queues",
-            "jobs,maintenance",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            hostname,
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
+def worker_env(**overrides: str) -> dict[str, str]:
+    """The session's environment for a worker node of one pool process, named uniquely."""
+    return ephemera_env(
+        WORKER_HOSTNAME=f"test-{uuid.uuid4().hex[:6]}@{socket.gethostname()}",
+        WORKER_CONCURRENCY="1",
+        **overrides,
     )
-    deadline = time.monotonic() + 120
-    while not ready.exists():
-        status = proc.poll()
-        if status is not None or time.monotonic() > deadline:
-            if status is None:
-                proc.kill()
-                proc.wait()
-            log = log_path.read_text(errors="replace")
-            raise RuntimeError(f"worker did not start (exit status {status}):\n{log}")
-        time.sleep(0.2)
-    # The pool forks its children after the models load; give them a moment.
-    time.sleep(1.0)
-    return Worker(proc=proc, log_path=log_path, hostname=hostname)
-
-
-def stop_worker(worker: Worker) -> None:
-    if worker.proc.poll() is None:
-        worker.proc.send_signal(signal.SIGTERM)
-        try:
-            worker.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.proc.kill()
-            worker.proc.wait()
 
 
 @pytest.fixture(scope="session")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """One real Celery worker for the session, on the session's Redis."""
-    running = start_worker(tmp_path_factory.mktemp("worker") / "worker.log")
+    """One real worker node for the session, on the session's Redis, started by bin/ephemera."""
+    env = worker_env()
+    migrate_worker_database(env)
+    running = start_worker(env, log_dir=tmp_path_factory.mktemp("worker"))
     yield running
-    stop_worker(running)
+    running.stop()

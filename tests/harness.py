@@ -62,6 +62,8 @@ class Process:
     name: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    #: A worker node's Celery name (``WORKER_HOSTNAME``), for remote control.
+    hostname: str = ""
 
     def children(self) -> list[int]:
         """The pids of this process's direct children (gunicorn workers, pool processes)."""
@@ -261,6 +263,7 @@ def start_worker(env: Mapping[str, str], *, log_dir: Path, timeout: float = 120)
     ready = Path(env["EPHEMERA_HEALTH_DIR"]) / "worker.ready"
     ready.unlink(missing_ok=True)
     worker = Process.start("worker", env=env, log_dir=log_dir)
+    worker.hostname = env.get("WORKER_HOSTNAME", "")
 
     def started() -> bool:
         worker.ensure_running()

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from backend.ephemeral import connection, keys, store
-from tests.conftest import Persona, Worker, jpeg_with_exif, portrait, start_worker
+from tests.conftest import Persona, Worker, jpeg_with_exif, portrait, worker_env
+from tests.harness import start_worker
 from tests.integration.helpers import submit, wait_for
 
 pytestmark = pytest.mark.slow
@@ -56,14 +57,8 @@ def test_a_worker_with_a_tampered_model_file_does_not_start(tmp_path: Path) -> N
     data[len(data) // 2] ^= 0xFF
     pnet.write_bytes(bytes(data))
 
-    with pytest.raises(RuntimeError, match="worker did not start") as failure:
-        start_worker(
-            tmp_path / "worker.log",
-            extra_env={
-                "EPHEMERA_MODEL_DIR": str(models),
-                "EPHEMERA_HEALTH_DIR": str(tmp_path / "health"),
-            },
-        )
-    assert "exit status 1" in str(failure.value)
+    env = worker_env(EPHEMERA_MODEL_DIR=str(models), EPHEMERA_HEALTH_DIR=str(tmp_path / "health"))
+    with pytest.raises(AssertionError, match="worker exited with 1") as failure:
+        start_worker(env, log_dir=tmp_path)
     assert "pnet.pt" in str(failure.value)
     assert "worker_not_started" in str(failure.value)

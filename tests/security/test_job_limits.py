@@ -15,8 +15,15 @@ import redis
 from celery import Celery
 
 from backend.ephemeral import connection, keys, store
-from tests.conftest import REPO, forget_redis_connections, portrait, start_worker, stop_worker
+from tests.conftest import (
+    REPO,
+    forget_redis_connections,
+    migrate_worker_database,
+    portrait,
+    worker_env,
+)
 from tests.factories import queued_job
+from tests.harness import start_worker
 
 pytestmark = pytest.mark.slow
 
@@ -89,16 +96,15 @@ def limits_db(settings: object, tmp_path: Path) -> Iterator[str]:
 def test_a_job_over_its_time_limit_fails_and_the_worker_goes_on(
     limits_db: str, tmp_path: Path
 ) -> None:
-    worker = start_worker(
-        tmp_path / "worker.log",
-        extra_env={
-            "REDIS_URL": limits_db,
-            # A 2048x2048 cartoonize with 5 smoothing passes takes well over 0.2 s.
-            "EPHEMERA_TASK_SOFT_LIMIT": "0.2",
-            "EPHEMERA_TASK_HARD_LIMIT": "5",
-            "EPHEMERA_HEALTH_DIR": str(tmp_path / "health"),
-        },
+    env = worker_env(
+        REDIS_URL=limits_db,
+        # A 2048x2048 cartoonize with 5 smoothing passes takes well over 0.2 s.
+        EPHEMERA_TASK_SOFT_LIMIT="0.2",
+        EPHEMERA_TASK_HARD_LIMIT="5",
+        EPHEMERA_HEALTH_DIR=str(tmp_path / "health"),
     )
+    migrate_worker_database(env)
+    worker = start_worker(env, log_dir=tmp_path)
     sender = Celery(broker=limits_db)
     try:
         slow = queued_job(cv2.imencode(".jpg", portrait((2048, 2048)))[1].tobytes())
@@ -113,7 +119,7 @@ def test_a_job_over_its_time_limit_fails_and_the_worker_goes_on(
         record = store.wait_for_end(quick, timeout=60)
         assert record is not None
         assert record.status == "succeeded"
-        assert worker.proc.poll() is None
+        worker.ensure_running()
     finally:
         sender.close()
-        stop_worker(worker)
+        worker.stop()

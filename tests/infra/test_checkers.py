@@ -20,7 +20,7 @@ from tests.infra.conftest import (
     ROOT,
     Tools,
     find,
-    kustomize_render,
+    render,
 )
 
 KUBERNETES_VERSION = "1.30.0"
@@ -61,7 +61,7 @@ def _split(objects: list[dict[str, Any]], directory: Path) -> list[Path]:
 def test_every_rendered_object_is_valid_for_kubernetes_1_30(
     tools: Tools, overlay: str, tmp_path: Path
 ) -> None:
-    objects = kustomize_render.render(K8S / "overlays" / overlay)
+    objects = render(K8S / "overlays" / overlay)
     builtin = [o for o in objects if o["kind"] not in CUSTOM_KINDS]
     paths = _split(builtin, tmp_path)
     done = _run([tools.kubernetes_validate, "--strict", "-k", KUBERNETES_VERSION, *paths])
@@ -83,7 +83,7 @@ def test_the_secret_templates_are_valid_for_kubernetes_1_30(tools: Tools, tmp_pa
 
 def test_kubernetes_validate_catches_a_broken_object(tools: Tools, tmp_path: Path) -> None:
     # Guards the check above: a typo in a field must fail, not pass quietly.
-    objects = kustomize_render.render(K8S / "overlays" / "dev")
+    objects = render(K8S / "overlays" / "dev")
     web = find(objects, "Deployment", "web")
     web["spec"]["template"]["spec"]["containers"][0]["readOnlyRootFileSystem"] = True
     done = _run(

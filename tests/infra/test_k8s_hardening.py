@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import K8S, OVERLAYS, find, kustomize_render, pod_spec, workloads
+from tests.infra.conftest import K8S, OVERLAYS, find, pod_spec, render, workloads
 
 Obj = dict[str, Any]
 
@@ -21,7 +21,7 @@ REDIS_UID = 10002
 def _cases() -> list[Any]:
     cases = []
     for overlay in OVERLAYS:
-        for obj in workloads(kustomize_render.render(K8S / "overlays" / overlay)):
+        for obj in workloads(render(K8S / "overlays" / overlay)):
             name = f"{overlay}:{obj['kind']}/{obj['metadata']['name']}"
             cases.append(pytest.param(overlay, obj, id=name))
     return cases
@@ -79,7 +79,7 @@ def test_no_service_account_token_is_mounted(overlay: str, obj: Obj) -> None:
     assert spec["automountServiceAccountToken"] is False
     account = spec.get("serviceAccountName")
     assert account, "each workload has its own ServiceAccount, never `default`"
-    objects = kustomize_render.render(K8S / "overlays" / overlay)
+    objects = render(K8S / "overlays" / overlay)
     assert find(objects, "ServiceAccount", account)["automountServiceAccountToken"] is False
 
 
@@ -119,7 +119,7 @@ def test_tmp_is_a_memory_backed_empty_dir(overlay: str, obj: Obj) -> None:
 
 @pytest.mark.parametrize(("overlay", "obj"), CASES)
 def test_grace_period_outlasts_the_hard_task_limit(overlay: str, obj: Obj) -> None:
-    objects = kustomize_render.render(K8S / "overlays" / overlay)
+    objects = render(K8S / "overlays" / overlay)
     grace = pod_spec(obj).get("terminationGracePeriodSeconds", 30)
     assert grace > _hard_limit(objects)
 
@@ -141,7 +141,7 @@ def test_images_have_a_fixed_tag(overlay: str, obj: Obj) -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_jobs_are_bounded(overlay: str) -> None:
-    job = find(kustomize_render.render(K8S / "overlays" / overlay), "Job", "migrate")
+    job = find(render(K8S / "overlays" / overlay), "Job", "migrate")
     assert job["spec"]["activeDeadlineSeconds"] > 0
     assert job["spec"]["backoffLimit"] <= 3
     assert pod_spec(job)["restartPolicy"] == "Never"

@@ -12,10 +12,9 @@ from tests.infra.conftest import (
     K8S,
     OVERLAYS,
     find,
-    kustomize_render,
-    load_yaml,
     pod_labels,
     pod_spec,
+    render,
     workloads,
 )
 
@@ -25,7 +24,7 @@ PUBLIC_OVERLAYS = ("dev", "prod")
 
 @pytest.fixture(scope="module", params=OVERLAYS)
 def objects(request: pytest.FixtureRequest) -> list[Obj]:
-    return list(kustomize_render.render(K8S / "overlays" / request.param))
+    return list(render(K8S / "overlays" / request.param))
 
 
 def _container(objects: list[Obj], kind: str, name: str) -> Obj:
@@ -45,6 +44,32 @@ def test_every_namespaced_object_is_in_the_ephemera_namespace(objects: list[Obj]
     for obj in objects:
         if obj["kind"] != "Namespace":
             assert obj["metadata"].get("namespace") == "ephemera", obj["metadata"]["name"]
+
+
+# --- labels ------------------------------------------------------------------
+
+
+def test_every_object_and_pod_carries_the_app_labels(objects: list[Obj]) -> None:
+    # From each kustomization's `labels:`: an overlay that forgets them fails here.
+    app = {"app.kubernetes.io/name": "ephemera", "app.kubernetes.io/part-of": "ephemera"}
+    for obj in objects:
+        labels = obj["metadata"].get("labels") or {}
+        assert app.items() <= labels.items(), f"{obj['kind']}/{obj['metadata']['name']}"
+    for obj in workloads(objects):
+        assert app.items() <= pod_labels(obj).items(), obj["metadata"]["name"]
+
+
+def test_the_workload_selectors_never_change(objects: list[Obj]) -> None:
+    # A Deployment's or StatefulSet's selector is immutable in a live cluster:
+    # changing it means deleting the workload first.
+    for obj in workloads(objects):
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            assert obj["spec"]["selector"] == {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "ephemera",
+                    "app.kubernetes.io/component": obj["metadata"]["name"],
+                }
+            }
 
 
 # --- processes and probes -------------------------------------------------------------
@@ -243,7 +268,7 @@ def _size_bytes(value: str) -> int:
 
 @pytest.mark.parametrize("overlay", PUBLIC_OVERLAYS)
 def test_the_ingress_has_tls_and_a_body_limit_that_matches_uploads(overlay: str) -> None:
-    objects = kustomize_render.render(K8S / "overlays" / overlay)
+    objects = render(K8S / "overlays" / overlay)
     ingress = find(objects, "Ingress", "web")
     annotations = ingress["metadata"]["annotations"]
     upload = int(find(objects, "ConfigMap", "ephemera-config")["data"]["EPHEMERA_MAX_UPLOAD_BYTES"])
@@ -267,7 +292,7 @@ def test_the_ingress_has_tls_and_a_body_limit_that_matches_uploads(overlay: str)
 
 @pytest.mark.parametrize("overlay", PUBLIC_OVERLAYS)
 def test_the_ingress_routes_only_the_api_to_the_web(overlay: str) -> None:
-    objects = kustomize_render.render(K8S / "overlays" / overlay)
+    objects = render(K8S / "overlays" / overlay)
     for ingress in [o for o in objects if o["kind"] == "Ingress"]:
         for rule in ingress["spec"]["rules"]:
             for path in rule["http"]["paths"]:
@@ -280,15 +305,22 @@ def test_the_ingress_routes_only_the_api_to_the_web(overlay: str) -> None:
 # --- scaling and disruption ----------------------------------------------------------
 
 
+def test_the_base_renders_with_every_workload() -> None:
+    objects = render(K8S / "base")
+    for name in ("web", "worker", "beat", "flower", "redis"):
+        find(objects, "Deployment", name)
+    find(objects, "Job", "migrate")
+
+
 def test_base_scales_workers_on_cpu() -> None:
-    objects = kustomize_render.render(K8S / "base")
+    objects = render(K8S / "base")
     hpa = find(objects, "HorizontalPodAutoscaler", "worker")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "worker"
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
 
 
 def test_keda_replaces_the_cpu_hpa_and_watches_the_jobs_list() -> None:
-    objects = kustomize_render.render(K8S / "overlays" / "prod")
+    objects = render(K8S / "overlays" / "prod")
     assert not [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
     scaled = find(objects, "ScaledObject", "worker")
     triggers = {t["type"]: t for t in scaled["spec"]["triggers"]}
@@ -315,7 +347,7 @@ def test_web_and_worker_have_disruption_budgets(objects: list[Obj]) -> None:
 
 
 def test_the_sentinel_overlay_replaces_redis_and_configures_the_master() -> None:
-    objects = kustomize_render.render(K8S / "overlays" / "prod-sentinel")
+    objects = render(K8S / "overlays" / "prod-sentinel")
     assert not [
         o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "redis"
     ]
@@ -377,8 +409,3 @@ def test_the_secret_templates_hold_every_referenced_key_and_only_placeholders(
         assert "data" not in template, "templates use stringData with placeholders"
         for value in template["stringData"].values():
             assert "CHANGE_ME" in value, value
-
-
-def test_the_kustomizations_use_only_what_the_renderer_supports() -> None:
-    for path in K8S.rglob("kustomization.yaml"):
-        assert set(load_yaml(path)) <= kustomize_render.SUPPORTED_FIELDS, path

@@ -43,8 +43,11 @@ def test_check_deploy_names_a_weak_setting_and_never_its_value(settings: Setting
     assert "hunter2" not in str(failed.value)
 
 
-def test_the_checks_are_deploy_only() -> None:
+def test_the_checks_run_with_deploy_only(settings: Settings) -> None:
+    settings.FLOWER_BASIC_AUTH = None
+    settings.EPHEMERA_KEYS = "k1:not-base64!"
     assert not [m for m in run_checks(tags=[Tags.security]) if str(m.id).startswith("ephemera.")]
+    assert sorted(ours()) == [FLOWER_AUTH_MISSING, KEYRING_WEAK]
 
 
 @pytest.mark.parametrize("value", [None, "", "admin", ":only-a-password-here", "ops:"])

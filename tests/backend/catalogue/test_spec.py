@@ -41,13 +41,9 @@ def test_it_points_an_unknown_param_at_the_task_list() -> None:
         SPEC.validate_params({"colour": "red"})
 
 
-def test_of_several_errors_it_reports_the_same_one_every_time() -> None:
-    messages = set()
-    for _ in range(5):
-        with pytest.raises(InvalidParams) as refused:
-            SPEC.validate_params({"size": 0, "mode": "z"})
-        messages.add(str(refused.value))
-    assert messages == {"params.mode: 'z' is not one of ['a', 'b']"}
+def test_of_several_errors_it_reports_the_first_field_by_name() -> None:
+    with pytest.raises(InvalidParams, match=r"^params\.mode: 5 is not one of"):
+        SPEC.validate_params({"size": 0, "mode": 5})
 
 
 @pytest.mark.xfail(

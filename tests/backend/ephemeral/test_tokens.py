@@ -21,7 +21,14 @@ def test_a_token_names_its_job_and_is_never_issued_twice() -> None:
 
 @pytest.mark.parametrize(
     "token",
-    ["", "rt_nonsense", "xx_" + "A" * 64, "rt_" + "!" * 64, "rt_" + "A" * 65],
+    [
+        "",
+        "rt_nonsense",
+        "xx_" + "A" * 64,
+        "rt_" + "!" * 64,
+        "rt_" + "A" * 65,
+        "rt_" + "A" * 64 + "!",  # base64 decoding alone would skip the stray character
+    ],
 )
 def test_it_names_no_job_for_what_is_not_a_token(token: str) -> None:
     assert tokens.job_id_from_token(token) is None

@@ -1,9 +1,10 @@
-"""The store finds its master through real Redis Sentinels."""
+"""Connections to Redis: cached per process, reconnecting by themselves, through Sentinels."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +12,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from backend.ephemeral import keys, store
+from backend.ephemeral import connection, keys, store
 from backend.ephemeral.connection import sentinel_config
 from tests.conftest import forget_redis_connections
 from tests.factories import queued_job
-from tests.services import free_port
+from tests.services import free_port, start_redis
 
 
 @pytest.fixture
@@ -68,3 +69,51 @@ def test_jobs_are_stored_on_the_master_the_sentinels_name(
         forget_redis_connections()
     # Read back over a plain connection to the master itself.
     assert redis_conn.hget(keys.job_key(job_id), "status") == b"running"
+
+
+OwnRedis = tuple[int, list[subprocess.Popen[bytes]]]
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path, settings: object) -> Iterator[OwnRedis]:
+    """A Redis of this test's own, which the test may stop and start; the client points at it."""
+    port = free_port()
+    servers = [start_redis(port, tmp_path)]
+    live_url = settings.REDIS_URL  # type: ignore[attr-defined]
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"  # type: ignore[attr-defined]
+    forget_redis_connections()
+    try:
+        yield port, servers
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=10)
+        settings.REDIS_URL = live_url  # type: ignore[attr-defined]
+        forget_redis_connections()
+
+
+def test_the_cached_client_reconnects_by_itself_after_a_restart(
+    own_redis: OwnRedis, tmp_path: Path
+) -> None:
+    port, servers = own_redis
+    cached = connection.client()
+    assert cached.set("before", "1")
+    servers[0].terminate()
+    servers[0].wait(timeout=10)
+
+    # The command is sent while the server is still coming back: the client's
+    # retries with backoff, not a second try by the test, must carry it.
+    restart = threading.Thread(target=lambda: servers.append(start_redis(port, tmp_path)))
+    restart.start()
+    try:
+        assert cached.set("after", "1")
+    finally:
+        restart.join()
+    assert cached.exists("before", "after") == 1  # a restarted Redis keeps nothing
+
+
+def test_forget_makes_the_next_client_read_the_url_again(
+    own_redis: OwnRedis,
+) -> None:
+    port, _ = own_redis
+    assert connection.client().connection_pool.connection_kwargs["port"] == port

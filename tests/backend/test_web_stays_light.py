@@ -26,7 +26,9 @@ web = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
 tasks = web.get("/api/v1/tasks")
 assert tasks.status_code == 200, tasks.content
 names = {task["name"] for task in tasks.json()["tasks"]}
-assert names == {"anonymize", "face_crop", "cartoonize", "detect"}, names
+assert names == {
+    "anonymize", "face_crop", "cartoonize", "detect", "background", "stylize", "face_verify", "parse"
+}, names
 photo = bytes.fromhex(sys.argv[1])
 from django.core.files.uploadedfile import SimpleUploadedFile
 job = web.post("/api/v1/jobs", {"task": "cartoonize", "image": SimpleUploadedFile("p.png", photo)})

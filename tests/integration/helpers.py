@@ -6,6 +6,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import redis
 from rest_framework.test import APIClient
 
 from backend.ephemeral import connection
@@ -30,6 +31,23 @@ def wait_for(api: APIClient, job_id: str, timeout: int = 60) -> dict[str, Any]:
     return response.json()
 
 
+def redis_values(conn: redis.Redis) -> list[bytes]:
+    values: list[bytes] = []
+    for key in conn.scan_iter(count=1000):
+        kind = conn.type(key).decode()
+        if kind == "string":
+            values.append(conn.get(key) or b"")
+        elif kind == "hash":
+            values.extend(b"".join(item) for item in conn.hgetall(key).items())
+        elif kind == "list":
+            values.extend(conn.lrange(key, 0, -1))
+        elif kind == "stream":
+            values.extend(repr(entry).encode() for entry in conn.xrange(key))
+        elif kind == "set":
+            values.extend(conn.smembers(key))
+    return values
+
+
 def pause_consumers(worker: Worker) -> None:
     """Stop the worker taking jobs, so a job stays queued (remote control, for real)."""
     replies = app.control.cancel_consumer(
@@ -49,3 +67,20 @@ def resume_consumers(worker: Worker) -> None:
         JOBS_QUEUE, reply=True, timeout=5, destination=[worker.hostname]
     )
     assert replies, "the worker did not confirm it consumes again"
+
+
+def allow_face_verify(persona_name: str) -> None:
+    """The operator's leave for one client to run face_verify (as create_api_key gives it)."""
+    from backend.clients.models import ApiClient
+
+    assert ApiClient.objects.filter(name=persona_name).update(face_verify_enabled=True) == 1
+
+
+def pair_form(reference: bytes, consent: str | None = "true") -> dict[str, Any]:
+    """The extra form fields of a face_verify job: the reference photo and the consent."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    form: dict[str, Any] = {"reference": SimpleUploadedFile("reference.jpg", reference)}
+    if consent is not None:
+        form["consent"] = consent
+    return form

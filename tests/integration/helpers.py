@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import redis
 from rest_framework.test import APIClient
 
@@ -84,3 +87,43 @@ def pair_form(reference: bytes, consent: str | None = "true") -> dict[str, Any]:
     if consent is not None:
         form["consent"] = consent
     return form
+
+
+def face_descriptors(image: bytes, reference: bytes) -> np.ndarray:
+    """The two face descriptors face_verify computes in the worker, recomputed here alike."""
+    import cv2
+
+    from backend.catalogue import CATALOGUE
+    from workers.models.align import align
+    from workers.models.face_embed import SIZE, chip_points
+    from workers.models.faces import DetectOptions, load_from_settings
+    from workers.models.learned import face_embedder_from_settings
+
+    detector = load_from_settings()
+    params = CATALOGUE["face_verify"].validate_params({})
+    options = dataclasses.replace(DetectOptions.from_params(params), detectors=("mtcnn",))
+    chips = []
+    for data in (image, reference):
+        photo = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        faces = detector.detect(photo, options).faces
+        chip = align(photo, faces.landmarks[0], size=SIZE, padding=0.0, points=chip_points(SIZE))
+        chips.append(cv2.cvtColor(chip, cv2.COLOR_BGR2RGB))
+    return face_embedder_from_settings().embed(np.stack(chips))
+
+
+def assert_no_descriptor_in(blobs: list[bytes], descriptors: np.ndarray) -> None:
+    """No 16-byte run of the float32 descriptors, and no run of their values as text.
+
+    As text: numbers with five decimals that start like a descriptor value. A
+    few match by chance (timings in logs), a leaked descriptor matches dozens.
+    """
+    raw = [row.tobytes() for row in descriptors.astype(np.float32)]
+    prefixes = {f"{v:.9f}"[: 7 + (v < 0)] for v in descriptors.ravel() if abs(v) >= 0.01}
+    shown = []
+    for blob in blobs:
+        for row in raw:
+            for start in range(0, len(row) - 16, 16):
+                assert row[start : start + 16] not in blob
+        numbers = re.findall(rb"-?\d+\.\d{5}", blob)
+        shown += [n.decode() for n in numbers if n.decode()[: 7 + n.startswith(b"-")] in prefixes]
+    assert len(shown) <= 2, f"face descriptor values: {shown}"

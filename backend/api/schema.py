@@ -158,13 +158,14 @@ def _catalogue_schemas() -> dict[str, Any]:
     for spec in specs.values():
         params = _openapi_schema(spec.params_schema)
         params["description"] = f"The params of {spec.name}, a JSON object."
-        variants.append(
-            {
-                "title": spec.name,
-                "description": spec.description,
-                "properties": {"task": {"type": "string", "enum": [spec.name]}, "params": params},
-            }
-        )
+        variant: dict[str, Any] = {
+            "title": spec.name,
+            "description": spec.description,
+            "properties": {"task": {"type": "string", "enum": [spec.name]}, "params": params},
+        }
+        if "reference" in spec.inputs:
+            variant["required"] = ["reference", *(["consent"] if spec.biometric else [])]
+        variants.append(variant)
     submit = {
         "type": "object",
         "required": ["image", "task"],
@@ -176,23 +177,26 @@ def _catalogue_schemas() -> dict[str, Any]:
                 + ", ".join(formats)
                 + "; the type is read from its bytes, not its name.",
             },
+            "reference": {
+                "type": "string",
+                "format": "binary",
+                "description": "The second photo of a task whose inputs include reference "
+                "(face_verify), checked like image; required there, refused (400 "
+                "reference_not_accepted) by the other tasks.",
+            },
+            "consent": {
+                "type": "string",
+                "maxLength": 16,
+                # Form fields are text: NUL is refused (400 invalid_request).
+                "pattern": "^[^\\x00]*$",
+                "description": "Required as exactly `true` by tasks with consent_required "
+                "(face_verify): the people in both photos agreed to the comparison.",
+            },
             "task": {"$ref": "#/components/schemas/TaskName"},
             "params": {
                 "type": "object",
                 "description": "The task's params as a JSON object (see GET /api/v1/tasks); "
                 "omitted params take their defaults.",
-            },
-            "reference": {
-                "type": "string",
-                "format": "binary",
-                "description": "The second photo of a task whose inputs include reference "
-                "(face_verify), checked like image; refused by the other tasks.",
-            },
-            "consent": {
-                "type": "string",
-                "enum": ["true"],
-                "description": "Required as exactly `true` by tasks with consent_required "
-                "(face_verify): the people in both photos agreed to the comparison.",
             },
         },
         "oneOf": variants,

@@ -187,6 +187,26 @@ def test_a_reference_that_is_not_an_image_is_415(alice: Persona) -> None:
     assert (answer.status_code, answer.json()["error"]["code"]) == (415, "unsupported_media_type")
 
 
+def test_image_and_reference_share_the_upload_byte_limit(alice: Persona, settings: object) -> None:
+    allow_face_verify(alice.name)
+    image, reference = person("obama.jpg"), person("obama2.jpg")
+    settings.EPHEMERA_MAX_UPLOAD_BYTES = max(len(image), len(reference)) + 1024  # type: ignore[attr-defined]
+
+    answer = submit(alice.api, image, "face_verify", form=pair_form(reference))
+
+    assert (answer.status_code, answer.json()["error"]["code"]) == (413, "payload_too_large")
+
+
+def test_a_reference_with_too_many_pixels_is_422(alice: Persona, settings: object) -> None:
+    allow_face_verify(alice.name)
+    small = cv2.imencode(".jpg", portrait((64, 64)))[1].tobytes()
+    settings.EPHEMERA_MAX_PIXELS = 100 * 100  # type: ignore[attr-defined]
+
+    answer = submit(alice.api, small, "face_verify", form=pair_form(person("obama.jpg")))
+
+    assert (answer.status_code, answer.json()["error"]["code"]) == (422, "image_too_large")
+
+
 def test_the_audit_keeps_the_consent_as_a_yes_and_nothing_of_the_photos(
     alice: Persona, worker: Worker
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 import time
 import uuid
@@ -111,19 +112,29 @@ def face_descriptors(image: bytes, reference: bytes) -> np.ndarray:
     return face_embedder_from_settings().embed(np.stack(chips))
 
 
-def assert_no_descriptor_in(blobs: list[bytes], descriptors: np.ndarray) -> None:
-    """No 16-byte run of the float32 descriptors, and no run of their values as text.
+def _prefix(text: str) -> str:
+    return text[: 7 + text.startswith("-")]
 
-    As text: numbers with five decimals that start like a descriptor value. A
-    few match by chance (timings in logs), a leaked descriptor matches dozens.
+
+def assert_no_descriptor_in(blobs: list[bytes], descriptors: np.ndarray) -> None:
+    """No 16-byte run of the float32 descriptors, and no two of their values in a row as text.
+
+    As text: two numbers one after the other (five decimals, as any float
+    formatting prints at least) that start like two neighbouring components
+    of a descriptor. One number alone matches a timing in a log now and then;
+    a printed descriptor, as a list, array or JSON, matches pair after pair.
     """
     raw = [row.tobytes() for row in descriptors.astype(np.float32)]
-    prefixes = {f"{v:.9f}"[: 7 + (v < 0)] for v in descriptors.ravel() if abs(v) >= 0.01}
-    shown = []
+    pairs = {
+        (_prefix(f"{a:.9f}"), _prefix(f"{b:.9f}"))
+        for row in descriptors
+        for a, b in itertools.pairwise(row.tolist())
+        if min(abs(a), abs(b)) >= 0.01
+    }
     for blob in blobs:
         for row in raw:
             for start in range(0, len(row) - 16, 16):
                 assert row[start : start + 16] not in blob
-        numbers = re.findall(rb"-?\d+\.\d{5}", blob)
-        shown += [n.decode() for n in numbers if n.decode()[: 7 + n.startswith(b"-")] in prefixes]
-    assert len(shown) <= 2, f"face descriptor values: {shown}"
+        numbers = [_prefix(n.decode()) for n in re.findall(rb"-?\d+\.\d{5}", blob)]
+        shown = [pair for pair in itertools.pairwise(numbers) if pair in pairs]
+        assert not shown, f"face descriptor values, in order: {shown}"

@@ -192,7 +192,8 @@ FILE_UPLOAD_HANDLERS = ["backend.api.uploads.MemoryOnlyUploadHandler"]
 FILE_UPLOAD_MAX_MEMORY_SIZE = EPHEMERA_MAX_UPLOAD_BYTES
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 20
-DATA_UPLOAD_MAX_NUMBER_FILES = 1
+# The photo, and the reference photo of a two-image task (face_verify).
+DATA_UPLOAD_MAX_NUMBER_FILES = 2
 
 # --- Security headers -----------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -18,11 +18,11 @@ import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from backend.catalogue import InvalidParams, get_spec
+from backend.catalogue import InvalidParams, TaskSpec, get_spec
 from backend.ephemeral.crypto import DecryptionError
 from backend.ephemeral.records import JobRecord
 from backend.errors import CodedError, job_error
-from backend.imaging import ImageHeader, UndecodableImage
+from backend.imaging import ImageHeader, ImageRejected, UndecodableImage, sniff
 from backend.jobs import lifecycle
 from workers import imaging, registry
 from workers.imaging import cv2  # imported there after OpenCV's own pixel limits are set
@@ -42,9 +42,10 @@ def process_job(job_id: str) -> Outcome:
     try:
         try:
             image = claimed.open_image()
+            reference = claimed.open_reference()
         except DecryptionError:
             raise job_error("integrity_error") from None
-        data, content_type = transform(image, record)
+        data, content_type = transform(image, record, reference=reference)
     except CodedError as exc:
         lifecycle.fail(job_id, exc)
         return "failed"
@@ -53,8 +54,13 @@ def process_job(job_id: str) -> Outcome:
     return "succeeded" if published else "cancelled"
 
 
-def transform(image: bytes, record: JobRecord) -> tuple[bytes, str]:
-    """The task's output for one upload, encoded; any failure as a ``CodedError``."""
+def transform(
+    image: bytes, record: JobRecord, *, reference: bytes | None = None
+) -> tuple[bytes, str]:
+    """The task's output for one upload (two for a two-image task), encoded.
+
+    Any failure comes out as a ``CodedError``.
+    """
     spec = get_spec(record.task)
     if spec is None:
         raise job_error("unknown_task")
@@ -64,12 +70,8 @@ def transform(image: bytes, record: JobRecord) -> tuple[bytes, str]:
         # The header the web's sniff read, kept on the record: the sealed bytes
         # are authenticated, so they are still the ones it checked.
         header = ImageHeader.of(record.format, width=record.width, height=record.height)
-        array = _decode(image, header)
-        del image
-        if spec.downscale_input:
-            array = imaging.fit_within(array, settings.EPHEMERA_MAX_SIDE)
-        output = registry.runner(record.task)(array, params)
-        del array
+        output = _run(spec, params, _decode(image, header), reference)
+        del image, reference
         if spec.output == "json":
             return json.dumps(output, separators=(",", ":")).encode(), "application/json"
         fmt = cast(Literal["jpeg", "png", "webp"], header.format)
@@ -109,6 +111,39 @@ _ALLOCATION_FAILURES = (
 def _is_allocation_failure(exc: Exception) -> bool:
     text = str(exc).lower()
     return any(marker in text for marker in _ALLOCATION_FAILURES)
+
+
+def _run(
+    spec: TaskSpec, params: dict[str, Any], array: np.ndarray, reference: bytes | None
+) -> np.ndarray | dict[str, Any]:
+    """The runner's answer for the decoded photo (and the reference, for two-image tasks)."""
+    if spec.downscale_input:
+        array = imaging.fit_within(array, settings.EPHEMERA_MAX_SIDE)
+    run = registry.runner(spec.name)
+    if "reference" not in spec.inputs:
+        return cast(registry.Runner, run)(array, params)
+    if reference is None:
+        # The web refuses such a job; a record without its reference is broken.
+        raise job_error("integrity_error")
+    second = _decode_reference(reference, spec.downscale_input)
+    # The answer is the verdict only: what the runner computes from the faces
+    # stays in its locals and is gone when it returns.
+    return cast(registry.PairRunner, run)(array, second, params)
+
+
+def _decode_reference(reference: bytes, downscale: bool) -> np.ndarray:
+    """The second upload, decoded like the first; its header is read again here.
+
+    The record keeps only the first upload's header. The sealed reference is
+    authenticated, so these are the bytes the web's sniff accepted, and the
+    same sniff, with the same pixel limit, reads their header again.
+    """
+    try:
+        header = sniff(reference, max_pixels=settings.EPHEMERA_MAX_PIXELS)
+    except ImageRejected:
+        raise job_error("integrity_error") from None
+    array = _decode(reference, header)
+    return imaging.fit_within(array, settings.EPHEMERA_MAX_SIDE) if downscale else array
 
 
 def _decode(image: bytes, header: ImageHeader) -> np.ndarray:

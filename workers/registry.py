@@ -1,7 +1,8 @@
 """Which code runs each task of the catalogue, loaded once per worker node.
 
 The catalogue (``backend.catalogue``) says what a task is; this module maps
-its name to the worker module whose ``load()`` returns the runner. ``load_all``
+its name to the worker module whose ``load()`` returns the runner (a
+``PairRunner`` for a task that takes two images). ``load_all``
 runs in the worker's parent before any job, so every job process starts with
 the weights already in (shared, copy-on-write) memory. A model file that fails
 its integrity check raises here, and the worker does not start.
@@ -25,19 +26,28 @@ logger = logging.getLogger(__name__)
 #: JSON-serialisable ``dict`` for ``output="json"`` tasks.
 Runner = Callable[[np.ndarray, Mapping[str, Any]], "np.ndarray | dict[str, Any]"]
 
+#: What a two-image task's ``load()`` returns (``inputs=("image", "reference")``
+#: in the catalogue): the photo, the reference, both decoded like a ``Runner``'s
+#: input, and the params; a JSON-serialisable ``dict`` back.
+PairRunner = Callable[[np.ndarray, np.ndarray, Mapping[str, Any]], dict[str, Any]]
+
 #: Task name -> the module that defines ``load() -> Runner``.
 TASK_MODULES: dict[str, str] = {
     "anonymize": "workers.anonymize",
     "face_crop": "workers.face_crop",
     "cartoonize": "workers.cartoonize",
     "detect": "workers.detect",
+    "background": "workers.background",
+    "stylize": "workers.stylize",
+    "face_verify": "workers.face_verify",
+    "parse": "workers.parse",
 }
 
-_runners: dict[str, Runner] = {}
+_runners: dict[str, Runner | PairRunner] = {}
 
 
-def _load(name: str) -> Runner:
-    loader: Callable[[], Runner] = importlib.import_module(TASK_MODULES[name]).load
+def _load(name: str) -> Runner | PairRunner:
+    loader: Callable[[], Runner | PairRunner] = importlib.import_module(TASK_MODULES[name]).load
     return loader()
 
 
@@ -60,7 +70,7 @@ def load_all() -> None:
         )
 
 
-def runner(name: str) -> Runner:
+def runner(name: str) -> Runner | PairRunner:
     if name not in _runners:
         # A process that was not started through the worker's init (a shell, a
         # test calling the pipeline directly) loads on first use, still once.

@@ -42,9 +42,13 @@ COMMON_ERRORS: dict[int, tuple[str, list[str]]] = {
 #: What each operation answers besides the common errors, by (path, method).
 OPERATION_ERRORS: dict[tuple[str, str], dict[int, tuple[str, list[str]]]] = {
     (JOBS, "post"): {
-        400: ("The form is incomplete or malformed, the task is unknown, or the params do "
-              "not match the task's schema (the message names the field).",
-              ["invalid_request", "malformed_request", "unknown_task", "invalid_params"]),
+        400: ("The form is incomplete or malformed, the task is unknown, the params do "
+              "not match the task's schema (the message names the field), or a reference "
+              "photo is missing (face_verify) or sent to a one-photo task.",
+              ["invalid_request", "malformed_request", "unknown_task", "invalid_params",
+               "reference_required", "reference_not_accepted"]),
+        403: ("face_verify without the operator's leave for this client, or without "
+              "consent=true.", ["face_verify_not_enabled", "consent_required"]),
         413: ("The upload is over the byte limit (max_bytes in GET /api/v1/tasks).",
               ["payload_too_large"]),
         415: ("The request is not multipart/form-data, or the image is not a JPEG, PNG or "
@@ -154,13 +158,14 @@ def _catalogue_schemas() -> dict[str, Any]:
     for spec in specs.values():
         params = _openapi_schema(spec.params_schema)
         params["description"] = f"The params of {spec.name}, a JSON object."
-        variants.append(
-            {
-                "title": spec.name,
-                "description": spec.description,
-                "properties": {"task": {"type": "string", "enum": [spec.name]}, "params": params},
-            }
-        )
+        variant: dict[str, Any] = {
+            "title": spec.name,
+            "description": spec.description,
+            "properties": {"task": {"type": "string", "enum": [spec.name]}, "params": params},
+        }
+        if "reference" in spec.inputs:
+            variant["required"] = ["reference", *(["consent"] if spec.biometric else [])]
+        variants.append(variant)
     submit = {
         "type": "object",
         "required": ["image", "task"],
@@ -171,6 +176,21 @@ def _catalogue_schemas() -> dict[str, Any]:
                 "description": "The photo: "
                 + ", ".join(formats)
                 + "; the type is read from its bytes, not its name.",
+            },
+            "reference": {
+                "type": "string",
+                "format": "binary",
+                "description": "The second photo of a task whose inputs include reference "
+                "(face_verify), checked like image; required there, refused (400 "
+                "reference_not_accepted) by the other tasks.",
+            },
+            "consent": {
+                "type": "string",
+                "maxLength": 16,
+                # Form fields are text: NUL is refused (400 invalid_request).
+                "pattern": "^[^\\x00]*$",
+                "description": "Required as exactly `true` by tasks with consent_required "
+                "(face_verify): the people in both photos agreed to the comparison.",
             },
             "task": {"$ref": "#/components/schemas/TaskName"},
             "params": {
@@ -193,6 +213,16 @@ def _catalogue_schemas() -> dict[str, Any]:
                 "params_schema": {"type": "object", "description": "JSON Schema of the params."},
                 "output": {"type": "string", "enum": ["image", "application/json"]},
                 "accepted_formats": {"type": "array", "items": {"type": "string"}},
+                "inputs": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": ["image", "reference"]},
+                    "description": "The uploads a job takes, by form field.",
+                },
+                "consent_required": {
+                    "type": "boolean",
+                    "description": "A biometric task: the client must be enabled for it by "
+                    "the operator, and each job must send consent=true.",
+                },
                 "max_bytes": {"type": "integer", "example": settings.EPHEMERA_MAX_UPLOAD_BYTES},
                 "max_pixels": {"type": "integer"},
                 "max_side": {"type": "integer"},

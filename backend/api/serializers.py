@@ -20,6 +20,23 @@ class JobSubmitSerializer(serializers.Serializer):
     params = serializers.CharField(
         required=False, allow_blank=True, max_length=4096, help_text="A JSON object as a string."
     )
+    reference = serializers.FileField(
+        required=False,
+        allow_empty_file=True,
+        help_text=(
+            "The second photo of a two-image task (face_verify), checked like image; "
+            "refused by the other tasks. Both uploads together stay within max_bytes."
+        ),
+    )
+    consent = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=16,
+        help_text=(
+            "For face_verify: exactly `true`, stating that the people in both photos agreed "
+            "to the comparison."
+        ),
+    )
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -54,11 +54,14 @@ class JobCreateView(APIView):
         with counting_rejections(request):
             form = JobSubmitSerializer(data=request.data)
             form.is_valid(raise_exception=True)
+            reference = form.validated_data.get("reference")
             record = services.job_submit(
                 client=api_client(request),
                 task=form.validated_data["task"],
                 params_text=form.validated_data.get("params"),
                 image=form.validated_data["image"].read(),
+                reference=None if reference is None else reference.read(),
+                consent=form.validated_data.get("consent"),
             )
         wait = requested_wait(request)
         if wait:
@@ -105,6 +108,8 @@ class TaskCatalogueView(APIView):
                 "params_schema": spec.params_schema,
                 "output": "application/json" if spec.output == "json" else "image",
                 "accepted_formats": list(spec.accepted_formats),
+                "inputs": list(spec.inputs),
+                "consent_required": spec.biometric,
                 "max_bytes": settings.EPHEMERA_MAX_UPLOAD_BYTES,
                 "max_pixels": settings.EPHEMERA_MAX_PIXELS,
                 "max_side": settings.EPHEMERA_MAX_SIDE,

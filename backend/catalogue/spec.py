@@ -30,6 +30,13 @@ class TaskSpec:
     #: the runner. Tasks that must answer in the input's own size or coordinates
     #: (anonymize, detect) say False and downscale their detector input themselves.
     downscale_input: bool = True
+    #: The uploads a job takes, by form field: ``("image",)``, or
+    #: ``("image", "reference")`` for a task that compares two photos. The web
+    #: requires exactly these; the worker passes each, decoded, to the runner.
+    inputs: tuple[str, ...] = ("image",)
+    #: A biometric comparison: the operator must enable it per client, and each
+    #: job must carry ``consent=true`` (the web refuses it otherwise).
+    biometric: bool = False
 
     @cached_property
     def _validator(self) -> Draft202012Validator:

@@ -15,8 +15,8 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(ApiClient)
 class ApiClientAdmin(admin.ModelAdmin):
-    list_display = ("name", "tier", "is_active", "created_at")
-    list_filter = ("tier", "is_active")
+    list_display = ("name", "tier", "is_active", "face_verify_enabled", "created_at")
+    list_filter = ("tier", "is_active", "face_verify_enabled")
     search_fields = ("name",)
     inlines = [ApiKeyInline]
 

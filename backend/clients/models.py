@@ -27,6 +27,12 @@ class ApiClient(models.Model):
     name = models.CharField(max_length=100, unique=True)
     tier = models.CharField(max_length=20, choices=Tier.choices, default=Tier.FREE)
     is_active = models.BooleanField(default=True)
+    #: Whether the client may run face_verify (a biometric comparison). Off
+    #: unless the operator turns it on for a client that has a lawful basis.
+    face_verify_enabled = models.BooleanField(
+        default=False,
+        help_text="May run face_verify (biometric); each job must also carry consent.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -18,15 +18,30 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 @transaction.atomic
 def api_key_create(
-    *, name: str, tier: str = Tier.FREE, label: str = "", expires_at: datetime | None = None
+    *,
+    name: str,
+    tier: str = Tier.FREE,
+    label: str = "",
+    expires_at: datetime | None = None,
+    allow_face_verify: bool | None = None,
 ) -> tuple[ApiKey, str]:
-    """Issue a key for the client called ``name``, creating the client if needed."""
+    """Issue a key for the client called ``name``, creating the client if needed.
+
+    ``allow_face_verify`` sets the client's face_verify flag; None leaves an
+    existing client's as it is (a new client starts without it).
+    """
     if tier not in Tier.values:
         raise ValueError(f"unknown tier {tier!r}; use one of {', '.join(Tier.values)}")
-    client, created = ApiClient.objects.get_or_create(name=name, defaults={"tier": tier})
-    if not created and client.tier != tier:
-        client.tier = tier
-        client.save(update_fields=["tier"])
+    client, _ = ApiClient.objects.get_or_create(name=name, defaults={"tier": tier})
+    changed: dict[str, object] = {"tier": tier}
+    if allow_face_verify is not None:
+        changed["face_verify_enabled"] = allow_face_verify
+    # Update only what differs, so a new key does not rewrite the whole row.
+    changed = {k: v for k, v in changed.items() if getattr(client, k) != v}
+    if changed:
+        for field, value in changed.items():
+            setattr(client, field, value)
+        client.save(update_fields=list(changed))
     return ApiKey.issue(client=client, label=label, expires_at=expires_at)
 
 

@@ -53,8 +53,12 @@ def submit(
     header: ImageHeader,
     image: bytes,
     reference: bytes | None = None,
+    consent: bool = False,
 ) -> JobRecord:
     """Trace, seal and queue a checked upload; the new job's record.
+
+    ``consent`` records, in the audit row, that the client stated consent for a
+    biometric task; only the yes is kept (the web refuses such a job without it).
 
     The durable trace comes first, so every id the service hands out can be
     answered for even if Redis loses the job a moment later.
@@ -84,7 +88,12 @@ def submit(
         ) from None
     size = len(image) + len(reference or b"")
     audit_record(
-        event="submitted", client_id=cast(Any, client_id), job_id=job_id, task=task, byte_size=size
+        event="submitted",
+        client_id=cast(Any, client_id),
+        job_id=job_id,
+        task=task,
+        byte_size=size,
+        outcome="consent_given" if consent else "",
     )
     metrics.inc("ephemera_jobs_submitted_total", task=task)
     logger.info(

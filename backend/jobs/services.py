@@ -16,7 +16,7 @@ from django.conf import settings
 from backend import abuse
 from backend.api.errors import ApiError
 from backend.audit.services import audit_record
-from backend.catalogue import InvalidParams, get_spec
+from backend.catalogue import InvalidParams, TaskSpec, get_spec
 from backend.clients.models import ApiClient
 from backend.ephemeral import store
 from backend.ephemeral.records import JobRecord
@@ -29,11 +29,21 @@ def _not_found() -> ApiError:
     return ApiError(404, "job_not_found", "No such job for this API key.")
 
 
-def job_submit(*, client: ApiClient, task: str, params_text: str | None, image: bytes) -> JobRecord:
-    """Check an upload, then hand it to the lifecycle to seal and queue."""
+def job_submit(
+    *,
+    client: ApiClient,
+    task: str,
+    params_text: str | None,
+    image: bytes,
+    reference: bytes | None = None,
+    consent: str | None = None,
+) -> JobRecord:
+    """Check an upload (two for a two-image task), then hand it to the lifecycle."""
     spec = get_spec(task)
     if spec is None:
         raise ApiError(400, "unknown_task", f"Unknown task {task!r}; see GET /api/v1/tasks.")
+    if spec.biometric:
+        _check_biometric_allowed(client=client, task=task, consent=consent)
     try:
         raw_params = json.loads(params_text) if params_text else {}
     except ValueError:
@@ -42,15 +52,67 @@ def job_submit(*, client: ApiClient, task: str, params_text: str | None, image: 
         params = spec.validate_params(raw_params)
     except InvalidParams as exc:
         raise ApiError(400, "invalid_params", str(exc)) from None
-    header = _checked_image(image, client=client, task=task)
-    if header.content_type not in spec.accepted_formats:
-        raise ApiError(415, "unsupported_media_type", f"{task} accepts {spec.accepted_formats}.")
+    _check_inputs(spec, task=task, reference=reference)
+    header = _checked_upload(image, spec, client=client)
+    if reference is not None:
+        _checked_upload(reference, spec, client=client)
     owner = owner_hash(client.pk)
     record = lifecycle.submit(
-        client_id=client.pk, owner=owner, task=task, params=params, header=header, image=image
+        client_id=client.pk,
+        owner=owner,
+        task=task,
+        params=params,
+        header=header,
+        image=image,
+        reference=reference,
+        consent=spec.biometric,
     )
     abuse.note_in_flight(owner=owner, job_id=record.id)
     return record
+
+
+def _check_biometric_allowed(*, client: ApiClient, task: str, consent: str | None) -> None:
+    """A face comparison needs the operator's leave for the client and consent on the job."""
+    if not client.face_verify_enabled:
+        audit_record(
+            event="rejected", client_id=client.pk, task=task, outcome="face_verify_not_enabled"
+        )
+        raise ApiError(
+            403,
+            "face_verify_not_enabled",
+            f"{task} compares faces, which this API key's client may not do. Ask the operator "
+            f"to enable it (create_api_key --allow-face-verify).",
+        )
+    if consent != "true":
+        audit_record(event="rejected", client_id=client.pk, task=task, outcome="consent_required")
+        raise ApiError(
+            403,
+            "consent_required",
+            f"{task} compares faces: send consent=true to state that the people in both "
+            f"photos agreed to it.",
+        )
+
+
+def _check_inputs(spec: TaskSpec, *, task: str, reference: bytes | None) -> None:
+    if "reference" in spec.inputs and reference is None:
+        raise ApiError(
+            400, "reference_required", f"{task} compares two photos: send the second as reference."
+        )
+    if "reference" not in spec.inputs and reference is not None:
+        raise ApiError(
+            400,
+            "reference_not_accepted",
+            f"{task} takes one photo; send it as image, without reference.",
+        )
+
+
+def _checked_upload(data: bytes, spec: TaskSpec, *, client: ApiClient) -> ImageHeader:
+    header = _checked_image(data, client=client, task=spec.name)
+    if header.content_type not in spec.accepted_formats:
+        raise ApiError(
+            415, "unsupported_media_type", f"{spec.name} accepts {spec.accepted_formats}."
+        )
+    return header
 
 
 def _checked_image(image: bytes, *, client: ApiClient, task: str) -> ImageHeader:

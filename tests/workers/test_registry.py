@@ -39,3 +39,10 @@ def test_load_all_loads_each_runner_once() -> None:
     loaded = {name: registry.runner(name) for name in registry.TASK_MODULES}
     registry.load_all()
     assert all(registry.runner(name) is runner for name, runner in loaded.items())
+
+
+def test_the_learned_tasks_are_offered() -> None:
+    assert {"background", "stylize", "face_verify", "parse"} <= set(CATALOGUE)
+    assert CATALOGUE["face_verify"].inputs == ("image", "reference")
+    assert CATALOGUE["face_verify"].biometric
+    assert not any(spec.biometric for name, spec in CATALOGUE.items() if name != "face_verify")

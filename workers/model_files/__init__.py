@@ -13,9 +13,17 @@ from workers.model_files.errors import (
 )
 from workers.model_files.fetch import fetch_models
 from workers.model_files.files import SEALED_SUFFIX, read_model, seal_file
-from workers.model_files.pins import MODEL_FILES
+from workers.model_files.pins import (
+    FACE_MODEL_FILES,
+    LEARNED_MODEL_FILES,
+    LICENSES_DIR,
+    MODEL_FILES,
+)
 
 __all__ = [
+    "FACE_MODEL_FILES",
+    "LEARNED_MODEL_FILES",
+    "LICENSES_DIR",
     "MODEL_FILES",
     "SEALED_SUFFIX",
     "ModelFetchError",

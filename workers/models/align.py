@@ -53,14 +53,25 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rotation, shift[:, None]])
 
 
-def align(image: np.ndarray, landmarks: np.ndarray, *, size: int, padding: float) -> np.ndarray:
+def align(
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    *,
+    size: int,
+    padding: float,
+    points: np.ndarray | None = None,
+) -> np.ndarray:
     """The face warped so its landmarks sit on the template, ``size`` x ``size``.
+
+    ``points`` replaces the template (five points in the output's pixels) for
+    a model trained on another framing, such as dlib's face chips.
 
     A warp that shrinks a large face by more than 2x would alias (warpAffine
     samples, it does not average), so the source region is first reduced
     with area averaging to about the output's scale.
     """
-    matrix = similarity(landmarks, template(size, padding))
+    target = template(size, padding) if points is None else np.asarray(points, np.float64)
+    matrix = similarity(landmarks, target)
     scale = math.hypot(matrix[0, 0], matrix[1, 0])
     if scale < 0.5:
         # Only the part of the image the crop can see is reduced.
@@ -78,7 +89,7 @@ def align(image: np.ndarray, landmarks: np.ndarray, *, size: int, padding: float
             image = cv2.resize(region, new_size, interpolation=cv2.INTER_AREA)
             fx, fy = new_size[0] / (x2 - x1), new_size[1] / (y2 - y1)
             shifted = (np.asarray(landmarks, np.float64) - [x1, y1]) * [fx, fy]
-            matrix = similarity(shifted, template(size, padding))
+            matrix = similarity(shifted, target)
     return cv2.warpAffine(
         image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
     )

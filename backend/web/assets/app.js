@@ -97,6 +97,9 @@
   function fillTasks() {
     el.task.replaceChildren();
     for (const task of state.tasks) {
+      // The page sends one photo: a task that compares two (face_verify,
+      // which also needs consent) is offered through the API only.
+      if (task.inputs && task.inputs.length > 1) continue;
       const option = document.createElement("option");
       option.value = task.name;
       option.textContent = task.name;

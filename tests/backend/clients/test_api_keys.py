@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from backend.clients.models import ApiKey, hash_secret
+from backend.clients.models import ApiClient, ApiKey, hash_secret
 from backend.clients.services import api_key_authenticate, api_key_create
 
 pytestmark = pytest.mark.django_db
@@ -66,3 +66,29 @@ def test_use_is_recorded() -> None:
     api_key_authenticate(presented=plaintext)
     key.refresh_from_db()
     assert key.last_used_at is not None
+
+
+def test_face_verify_is_off_for_a_new_client_and_the_command_can_allow_it() -> None:
+    call_command("create_api_key", "--name", "carol", stdout=StringIO(), stderr=StringIO())
+    assert not ApiClient.objects.get(name="carol").face_verify_enabled
+
+    err = StringIO()
+    call_command(
+        "create_api_key", "--name", "carol", "--allow-face-verify", stdout=StringIO(), stderr=err
+    )
+    assert ApiClient.objects.get(name="carol").face_verify_enabled
+    assert "face_verify on" in err.getvalue()
+
+    # A later key without the option leaves the client's leave as it is.
+    call_command("create_api_key", "--name", "carol", stdout=StringIO(), stderr=StringIO())
+    assert ApiClient.objects.get(name="carol").face_verify_enabled
+
+    call_command(
+        "create_api_key",
+        "--name",
+        "carol",
+        "--no-allow-face-verify",
+        stdout=StringIO(),
+        stderr=StringIO(),
+    )
+    assert not ApiClient.objects.get(name="carol").face_verify_enabled

@@ -29,6 +29,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from backend.catalogue import CATALOGUE
 from backend.ephemeral import store
 from ephemera_client import Client, ResultGone
 from tests.harness import REPO
@@ -143,6 +144,9 @@ def test_a_person_uploads_a_photo_gets_it_once_and_deletes_it(
     key_field.send_keys(live_stack.key)
     browser.find_element(By.ID, "connect-button").click()
     task = wait_for(browser, expected_conditions.visibility_of_element_located((By.ID, "task")))
+    offered = {option.get_attribute("value") for option in Select(task).options}
+    # Every one-photo task; face_verify takes two photos and consent: API only.
+    assert offered == set(CATALOGUE) - {"face_verify"}
     Select(task).select_by_value("anonymize")
     Select(browser.find_element(By.ID, "param-mode")).select_by_visible_text("pixelate")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +21,16 @@ class Command(BaseCommand):
         parser.add_argument("--tier", default=Tier.FREE, choices=Tier.values)
         parser.add_argument("--label", default="", help="what this key is for")
         parser.add_argument("--expires-in-days", type=int, default=None)
+        parser.add_argument(
+            "--allow-face-verify",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=(
+                "let the client run face_verify (biometric comparison; every job must also "
+                "carry consent=true); --no-allow-face-verify withdraws it; left as it is "
+                "when not given (off for a new client)"
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         days = options["expires_in_days"]
@@ -31,6 +42,11 @@ class Command(BaseCommand):
             tier=options["tier"],
             label=options["label"],
             expires_at=expires_at,
+            allow_face_verify=options["allow_face_verify"],
         )
-        self.stderr.write(f"issued key ek_{key.prefix}_… for client {key.client.name!r}")
+        face_verify = "on" if key.client.face_verify_enabled else "off"
+        self.stderr.write(
+            f"issued key ek_{key.prefix}_… for client {key.client.name!r} "
+            f"(face_verify {face_verify})"
+        )
         self.stdout.write(plaintext)

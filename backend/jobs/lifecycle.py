@@ -37,6 +37,7 @@ from backend.imaging import ImageHeader
 from backend.jobs import traces
 from backend.jobs.queue import enqueue_job
 from backend.pseudonyms import hashed_id
+from backend.webhooks import events as webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def submit(
     header: ImageHeader,
     image: bytes,
     reference: bytes | None = None,
+    webhook: str | None = None,
 ) -> JobRecord:
     """Trace, seal and queue a checked upload; the new job's record.
 
@@ -72,6 +74,9 @@ def submit(
             header=header,
             image=image,
             reference=reference,
+            webhook_sealed=None
+            if webhook is None
+            else webhooks.seal_target(job_id=job_id, url=webhook, client_id=cast(int, client_id)),
         )
         enqueue_job(job_id)
     except (RedisError, OperationalError):
@@ -205,6 +210,7 @@ def cancel(job_id: str, *, client_id: object) -> JobRecord | None:
     if not before.terminal:
         _count_end(before.task, "cancelled", "")
         traces.trace_close(job_id=job_id, status="cancelled")
+        webhooks.job_ended(before, status="cancelled")
     audit_record(event="deleted", client_id=cast(Any, client_id), job_id=job_id)
     logger.info("job_deleted", extra={"job": hashed_id(job_id)})
     return before
@@ -243,6 +249,7 @@ def _ended(record: JobRecord) -> None:
         outcome=code,
     )
     traces.trace_close(job_id=record.id, status=record.status, code=code)
+    webhooks.job_ended(record)
 
 
 def _count_end(task: str, status: str, code: str) -> None:

@@ -44,7 +44,8 @@ OPERATION_ERRORS: dict[tuple[str, str], dict[int, tuple[str, list[str]]]] = {
     (JOBS, "post"): {
         400: ("The form is incomplete or malformed, the task is unknown, or the params do "
               "not match the task's schema (the message names the field).",
-              ["invalid_request", "malformed_request", "unknown_task", "invalid_params"]),
+              ["invalid_request", "malformed_request", "unknown_task", "invalid_params",
+               "invalid_webhook"]),
         413: ("The upload is over the byte limit (max_bytes in GET /api/v1/tasks).",
               ["payload_too_large"]),
         415: ("The request is not multipart/form-data, or the image is not a JPEG, PNG or "
@@ -177,6 +178,15 @@ def _catalogue_schemas() -> dict[str, Any]:
                 "type": "object",
                 "description": "The task's params as a JSON object (see GET /api/v1/tasks); "
                 "omitted params take their defaults.",
+            },
+            "webhook": {
+                "type": "string",
+                "format": "uri",
+                "maxLength": 2048,
+                "description": "Optional: an https URL that gets a POST signed per Standard "
+                "Webhooks ({id, status, error, expires_at}) when the job ends. Refused "
+                "(400 invalid_webhook) when it is not https, resolves to a private, loopback "
+                "or link-local address, or the client has no webhook secret.",
             },
         },
         "oneOf": variants,

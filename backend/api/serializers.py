@@ -20,6 +20,13 @@ class JobSubmitSerializer(serializers.Serializer):
     params = serializers.CharField(
         required=False, allow_blank=True, max_length=4096, help_text="A JSON object as a string."
     )
+    # Checked by the service (scheme, address): a refusal is `invalid_webhook`, not a form error.
+    webhook = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=2048,
+        help_text="An https URL that gets a signed POST (Standard Webhooks) when the job ends.",
+    )
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -59,6 +59,7 @@ class JobCreateView(APIView):
                 task=form.validated_data["task"],
                 params_text=form.validated_data.get("params"),
                 image=form.validated_data["image"].read(),
+                webhook=form.validated_data.get("webhook"),
             )
         wait = requested_wait(request)
         if wait:

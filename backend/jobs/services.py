@@ -18,18 +18,27 @@ from backend.api.errors import ApiError
 from backend.audit.services import audit_record
 from backend.catalogue import InvalidParams, get_spec
 from backend.clients.models import ApiClient
+from backend.clients.webhook_secrets import has_webhook_secret
 from backend.ephemeral import store
 from backend.ephemeral.records import JobRecord
 from backend.imaging import ImageHeader, ImageRejected, sniff
 from backend.jobs import lifecycle, traces
 from backend.pseudonyms import owner_hash
+from backend.webhooks.targets import WebhookRefused, check_url
 
 
 def _not_found() -> ApiError:
     return ApiError(404, "job_not_found", "No such job for this API key.")
 
 
-def job_submit(*, client: ApiClient, task: str, params_text: str | None, image: bytes) -> JobRecord:
+def job_submit(
+    *,
+    client: ApiClient,
+    task: str,
+    params_text: str | None,
+    image: bytes,
+    webhook: str | None = None,
+) -> JobRecord:
     """Check an upload, then hand it to the lifecycle to seal and queue."""
     spec = get_spec(task)
     if spec is None:
@@ -45,12 +54,35 @@ def job_submit(*, client: ApiClient, task: str, params_text: str | None, image: 
     header = _checked_image(image, client=client, task=task)
     if header.content_type not in spec.accepted_formats:
         raise ApiError(415, "unsupported_media_type", f"{task} accepts {spec.accepted_formats}.")
+    if webhook:
+        _check_webhook(webhook, client=client)
     owner = owner_hash(client.pk)
     record = lifecycle.submit(
-        client_id=client.pk, owner=owner, task=task, params=params, header=header, image=image
+        client_id=client.pk,
+        owner=owner,
+        task=task,
+        params=params,
+        header=header,
+        image=image,
+        webhook=webhook or None,
     )
     abuse.note_in_flight(owner=owner, job_id=record.id)
     return record
+
+
+def _check_webhook(url: str, *, client: ApiClient) -> None:
+    """Refuse at once a webhook that could never be delivered (or must never be)."""
+    try:
+        check_url(url)
+    except WebhookRefused as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+    if not has_webhook_secret(client_id=client.pk):
+        raise ApiError(
+            400,
+            "invalid_webhook",
+            "webhook: this API client has no webhook signing secret yet; ask the operator "
+            "to run `manage.py webhook_secret --name <client>`.",
+        )
 
 
 def _checked_image(image: bytes, *, client: ApiClient, task: str) -> ImageHeader:

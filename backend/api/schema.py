@@ -182,9 +182,9 @@ def _catalogue_schemas() -> dict[str, Any]:
             "webhook": {
                 "type": "string",
                 "format": "uri",
-                "maxLength": 2048,
-                "description": "Optional: an https URL that gets a POST signed per Standard "
-                "Webhooks ({id, status, error, expires_at}) when the job ends. Refused "
+                "description": "Optional: an https URL (at most 2048 characters) that gets "
+                "a POST signed per Standard Webhooks ({id, status, error, expires_at}) when "
+                "the job ends. Refused "
                 "(400 invalid_webhook) when it is not https, resolves to a private, loopback "
                 "or link-local address, or the client has no webhook secret.",
             },

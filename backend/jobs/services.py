@@ -54,7 +54,8 @@ def job_submit(
     header = _checked_image(image, client=client, task=task)
     if header.content_type not in spec.accepted_formats:
         raise ApiError(415, "unsupported_media_type", f"{task} accepts {spec.accepted_formats}.")
-    if webhook:
+    if webhook is not None:
+        # An empty value is a malformed URL, not "no webhook" (the schema says uri).
         _check_webhook(webhook, client=client)
     owner = owner_hash(client.pk)
     record = lifecycle.submit(
@@ -64,7 +65,7 @@ def job_submit(
         params=params,
         header=header,
         image=image,
-        webhook=webhook or None,
+        webhook=webhook,
     )
     abuse.note_in_flight(owner=owner, job_id=record.id)
     return record

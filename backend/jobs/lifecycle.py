@@ -62,8 +62,18 @@ def submit(
     answered for even if Redis loses the job a moment later.
     """
     job_id = str(uuid.uuid4())
+    webhook_sealed = (
+        None
+        if webhook is None
+        else webhooks.seal_target(job_id=job_id, url=webhook, client_id=cast(int, client_id))
+    )
     traces.trace_open(
-        job_id=job_id, owner=owner, task=task, created_at=time.time(), lives=record_ttl()
+        job_id=job_id,
+        owner=owner,
+        task=task,
+        created_at=time.time(),
+        lives=record_ttl(),
+        webhook_sealed=webhook_sealed,
     )
     try:
         record = store.create_job(
@@ -74,9 +84,7 @@ def submit(
             header=header,
             image=image,
             reference=reference,
-            webhook_sealed=None
-            if webhook is None
-            else webhooks.seal_target(job_id=job_id, url=webhook, client_id=cast(int, client_id)),
+            webhook_sealed=webhook_sealed,
         )
         enqueue_job(job_id)
     except (RedisError, OperationalError):
@@ -225,11 +233,14 @@ def reconcile(job_id: str) -> traces.JobTrace | None:
     trace = traces.trace_get(job_id)
     if trace is None or trace.status not in ("queued", "running"):
         return trace
-    if traces.trace_close(job_id=job_id, status="failed", code="lost"):
+    closed = traces.trace_close(job_id=job_id, status="failed", code="lost")
+    trace.status, trace.error_code = "failed", "lost"
+    if closed:
         _count_end(trace.task, "failed", "lost")
         audit_record(event="failed", job_id=job_id, task=trace.task, outcome="lost")
         logger.warning("job_lost", extra={"job": hashed_id(job_id)})
-    trace.status, trace.error_code = "failed", "lost"
+        # The webhook, sealed in the trace too, is the one thing of it Redis could not lose.
+        webhooks.job_ended(traces.as_record(trace))
     return trace
 
 

@@ -91,3 +91,33 @@ def test_a_deleted_queued_job_posts_cancelled(
         resume_consumers(live_stack.worker)
     body = Webhook(secret).verify(post.body, post.headers)
     assert (body["id"], body["status"], body["error"]) == (job_id, "cancelled", None)
+
+
+def test_a_job_redis_lost_posts_failed_lost(
+    live_stack: LiveStack, hooked_client: tuple[str, str], redis_conn: redis.Redis
+) -> None:
+    key, secret = hooked_client
+    auth = {"Authorization": f"Bearer {key}"}
+    pause_consumers(live_stack.worker)
+    try:
+        with receiver() as hook:
+            answer = httpx.post(
+                f"{live_stack.url}/api/v1/jobs",
+                headers=auth,
+                files={"image": ("photo.jpg", jpeg_bytes(), "image/jpeg")},
+                data={"task": "detect", "webhook": hook.url()},
+                timeout=30,
+            )
+            assert answer.status_code == 202, answer.text
+            job_id = answer.json()["id"]
+            # Redis loses everything about the job; only its durable trace is left.
+            for found in redis_conn.scan_iter(match=f"eph:*{job_id}*"):
+                redis_conn.delete(found)
+            polled = httpx.get(f"{live_stack.url}/api/v1/jobs/{job_id}", headers=auth)
+            assert polled.json()["error"]["code"] == "lost"
+            (post,) = hook.wait_for(1, timeout=30)
+    finally:
+        resume_consumers(live_stack.worker)
+    body = Webhook(secret).verify(post.body, post.headers)
+    assert (body["id"], body["status"]) == (job_id, "failed")
+    assert body["error"]["code"] == "lost"

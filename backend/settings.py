@@ -107,6 +107,15 @@ FLOWER_BASIC_AUTH = envsecret("FLOWER_BASIC_AUTH")
 EPHEMERA_AUDIT_RETENTION_DAYS = envint("EPHEMERA_AUDIT_RETENTION_DAYS", 30, minimum=1)
 #: A fresh process per job (workers.isolation), so no process ever holds two people's photos.
 EPHEMERA_ISOLATE_JOBS = envbool("EPHEMERA_ISOLATE_JOBS", default=True)
+
+# Webhooks (backend/webhooks): hosts that may use http and internal addresses
+# (a receiver on the operator's own network; the tests' 127.0.0.1), how long a
+# job end is retried, and the first retry's delay (doubled each time, at most 1 h).
+EPHEMERA_WEBHOOK_ALLOW_HTTP_HOSTS = envlist("EPHEMERA_WEBHOOK_ALLOW_HTTP_HOSTS", [])
+EPHEMERA_WEBHOOK_WINDOW = envint("EPHEMERA_WEBHOOK_WINDOW", 24 * 3600, minimum=60)
+if EPHEMERA_WEBHOOK_WINDOW > 24 * 3600:
+    raise ConfigError("EPHEMERA_WEBHOOK_WINDOW: at most 86400 seconds (24 h)")
+EPHEMERA_WEBHOOK_FIRST_RETRY = envint("EPHEMERA_WEBHOOK_FIRST_RETRY", 5, minimum=1)
 #: Pool processes per worker node; None lets Celery take the number of cores.
 WORKER_CONCURRENCY = envint("WORKER_CONCURRENCY", 0, minimum=0) or None
 

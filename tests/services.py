@@ -184,6 +184,10 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     os.environ.pop("EPHEMERA_KEYS", None)
     os.environ.pop("DJANGO_SECRET_KEY", None)
     os.environ["EPHEMERA_ENV"] = "development"
+    # The webhook tests' receivers listen on 127.0.0.1 (http, loopback): every
+    # process of the session (this one, the workers, the web) allows that host.
+    os.environ["EPHEMERA_WEBHOOK_ALLOW_HTTP_HOSTS"] = "127.0.0.1"
+    os.environ["EPHEMERA_WEBHOOK_FIRST_RETRY"] = "1"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -42,10 +42,21 @@ app.conf.update(
     task_send_sent_event=True,
     task_routes={
         name: {"queue": MAINTENANCE_QUEUE}
-        for name in ("workers.sweep", "workers.privacy_audit", "workers.audit_purge")
+        for name in (
+            "workers.sweep",
+            "workers.privacy_audit",
+            "workers.audit_purge",
+            "workers.deliver_webhook",
+            "workers.webhook_due",
+        )
     },
     beat_schedule={
         "sweep": {"task": "workers.sweep", "schedule": 60.0, "options": {"expires": 55}},
+        "webhook-due": {
+            "task": "workers.webhook_due",
+            "schedule": 60.0,
+            "options": {"expires": 55},
+        },
         "privacy-audit": {
             "task": "workers.privacy_audit",
             "schedule": 300.0,

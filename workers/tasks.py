@@ -21,6 +21,7 @@ from backend.audit.services import audit_purge
 from backend.errors import job_error
 from backend.jobs import lifecycle
 from backend.pseudonyms import hashed_id
+from backend.webhooks import events
 from workers import health, isolation, limits, registry, sweeper
 from workers.celery_app import app
 from workers.model_files import ModelFileError
@@ -72,6 +73,20 @@ def run_job(job_id: str) -> None:
 @app.task(name="workers.sweep", ignore_result=True)
 def sweep() -> None:
     logger.info("sweep_done", extra=sweeper.sweep())
+
+
+@app.task(name="workers.deliver_webhook", ignore_result=True)
+def deliver_webhook(event_id: str, attempt: int = 0) -> None:
+    tried = events.deliver(event_id, attempt=attempt)
+    if tried.outcome == "retry":
+        events.retry_later(event_id, attempt=attempt + 1, delay=tried.delay)
+
+
+@app.task(name="workers.webhook_due", ignore_result=True)
+def webhook_due() -> None:
+    released = events.release_due()
+    if released:
+        logger.info("webhook_due_released", extra={"released": released})
 
 
 @app.task(name="workers.privacy_audit", ignore_result=True)

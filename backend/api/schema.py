@@ -43,10 +43,11 @@ COMMON_ERRORS: dict[int, tuple[str, list[str]]] = {
 OPERATION_ERRORS: dict[tuple[str, str], dict[int, tuple[str, list[str]]]] = {
     (JOBS, "post"): {
         400: ("The form is incomplete or malformed, the task is unknown, the params do "
-              "not match the task's schema (the message names the field), or a reference "
-              "photo is missing (face_verify) or sent to a one-photo task.",
+              "not match the task's schema (the message names the field), a reference "
+              "photo is missing (face_verify) or sent to a one-photo task, or the webhook "
+              "URL is refused.",
               ["invalid_request", "malformed_request", "unknown_task", "invalid_params",
-               "reference_required", "reference_not_accepted"]),
+               "reference_required", "reference_not_accepted", "invalid_webhook"]),
         403: ("face_verify without the operator's leave for this client, or without "
               "consent=true.", ["face_verify_not_enabled", "consent_required"]),
         413: ("The upload is over the byte limit (max_bytes in GET /api/v1/tasks).",
@@ -197,6 +198,15 @@ def _catalogue_schemas() -> dict[str, Any]:
                 "type": "object",
                 "description": "The task's params as a JSON object (see GET /api/v1/tasks); "
                 "omitted params take their defaults.",
+            },
+            "webhook": {
+                "type": "string",
+                "format": "uri",
+                "description": "Optional: an https URL (at most 2048 characters) that gets "
+                "a POST signed per Standard Webhooks ({id, status, error, expires_at}) when "
+                "the job ends. Refused "
+                "(400 invalid_webhook) when it is not https, resolves to a private, loopback "
+                "or link-local address, or the client has no webhook secret.",
             },
         },
         "oneOf": variants,

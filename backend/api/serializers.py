@@ -37,6 +37,13 @@ class JobSubmitSerializer(serializers.Serializer):
             "to the comparison."
         ),
     )
+    # Checked by the service (scheme, address): a refusal is `invalid_webhook`, not a form error.
+    webhook = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=2048,
+        help_text="An https URL that gets a signed POST (Standard Webhooks) when the job ends.",
+    )
 
 
 def _iso(timestamp: float | None) -> str | None:

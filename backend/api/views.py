@@ -62,6 +62,7 @@ class JobCreateView(APIView):
                 image=form.validated_data["image"].read(),
                 reference=None if reference is None else reference.read(),
                 consent=form.validated_data.get("consent"),
+                webhook=form.validated_data.get("webhook"),
             )
         wait = requested_wait(request)
         if wait:

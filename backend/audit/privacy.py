@@ -33,7 +33,7 @@ from backend.audit import checks
 from backend.audit.services import keyring_first_seen, keyring_observe
 from backend.ephemeral import crypto, keys
 from backend.ephemeral.connection import client
-from backend.ephemeral.records import FIELDS, record_ttl
+from backend.ephemeral.records import FIELDS, record_ttl, webhook_event_ttl
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +189,7 @@ def _max_ttls() -> dict[str, int]:
         "record": record_ttl(),
         "input": settings.EPHEMERA_INPUT_TTL,
         "result": settings.EPHEMERA_RESULT_TTL,
+        "webhook": webhook_event_ttl(),
     }
     return {name: bounds[ns.ttl_bound] for name, ns in keys.NAMESPACES.items()}
 

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
-from backend.clients.models import ApiClient, ApiKey
+from backend.clients.models import ApiClient, ApiKey, WebhookSecret
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -13,12 +14,24 @@ class ApiKeyInline(admin.TabularInline):
     can_delete = False
 
 
+class WebhookSecretInline(admin.TabularInline):
+    """Secrets are issued with ``webhook_secret``: the admin shows when, never what."""
+
+    model = WebhookSecret
+    extra = 0
+    fields = ("created_at",)
+    readonly_fields = ("created_at",)
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 @admin.register(ApiClient)
 class ApiClientAdmin(admin.ModelAdmin):
     list_display = ("name", "tier", "is_active", "face_verify_enabled", "created_at")
     list_filter = ("tier", "is_active", "face_verify_enabled")
     search_fields = ("name",)
-    inlines = [ApiKeyInline]
+    inlines = [ApiKeyInline, WebhookSecretInline]
 
 
 @admin.register(ApiKey)

@@ -98,3 +98,24 @@ class ApiKey(models.Model):
         if self.revoked_at is None:
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
+
+
+class WebhookSecret(models.Model):
+    """A client's webhook signing secret, sealed with the service's keyring.
+
+    A signing secret must be usable, so unlike an API key it cannot be hashed:
+    it is encrypted at rest (``backend.ephemeral.crypto``, bound to this client)
+    and opened only to sign. A client holds at most two: during a rotation both
+    sign every message (see ``backend.clients.webhook_secrets``).
+    """
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="webhook_secrets")
+    #: base64 of the sealed ``whsec_...`` string.
+    sealed = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"webhook secret of {self.client} from {self.created_at:%Y-%m-%d %H:%M}"

@@ -35,7 +35,7 @@ HEX64_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 RedisType = Literal["hash", "string", "stream"]
 #: What a TTL of a namespace is bounded by (the settings the store computes it from).
-TtlBound = Literal["record", "input", "result"]
+TtlBound = Literal["record", "input", "result", "webhook"]
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,13 @@ INPUT = Namespace("in", "string", UUID_PATTERN, "a job id", "input", sealed=True
 #: A second upload of a two-image task (``reference``), sealed like ``INPUT``.
 REFERENCE = Namespace("ref", "string", UUID_PATTERN, "a job id", "input", sealed=True)
 RESULT = Namespace("res", "string", HEX64_PATTERN, "a token hash", "result", sealed=True)
+#: One job end on its way to the client's webhook (URL, client, payload), sealed;
+#: it lives until it is delivered or its retry window is over.
+WEBHOOK = Namespace("hook", "string", UUID_PATTERN, "a webhook event id", "webhook", sealed=True)
 
-NAMESPACES: dict[str, Namespace] = {ns.name: ns for ns in (JOB, EVENTS, INPUT, REFERENCE, RESULT)}
+NAMESPACES: dict[str, Namespace] = {
+    ns.name: ns for ns in (JOB, EVENTS, INPUT, REFERENCE, RESULT, WEBHOOK)
+}
 #: Keys that hold a payload (sealed bytes) or a stream, removed when their job is gone.
 PAYLOADS: tuple[Namespace, ...] = (INPUT, REFERENCE, RESULT, EVENTS)
 
@@ -88,6 +93,10 @@ def result_key(token_hash: str) -> str:
 
 def events_key(job_id: str) -> str:
     return EVENTS.key(job_id)
+
+
+def webhook_key(event_id: str) -> str:
+    return WEBHOOK.key(event_id)
 
 
 def job_id_of(key: bytes | str) -> str:
@@ -119,6 +128,8 @@ def worker_key(hostname: str) -> str:
     return f"{OPS_TREE}worker:{hostname}"
 
 
+#: Webhook events waiting for a retry too far ahead for a Celery countdown, by due time.
+WEBHOOK_DUE_KEY = f"{OPS_TREE}hookdue"
 METRICS_KEY = f"{OPS_TREE}metrics"
 GAUGES_KEY = f"{OPS_TREE}gauges"
 WORKER_PATTERN = f"{OPS_TREE}worker:*"

@@ -37,6 +37,11 @@ def cancelled_ttl() -> int:
     return math.ceil(settings.EPHEMERA_TASK_HARD_LIMIT + 60)
 
 
+def webhook_event_ttl() -> int:
+    """A webhook event lives through its retry window, and a little beyond."""
+    return math.ceil(settings.EPHEMERA_WEBHOOK_WINDOW + 3600)
+
+
 @dataclass(frozen=True)
 class JobRecord:
     id: str
@@ -64,6 +69,8 @@ class JobRecord:
     run_ms: int | None = None
     #: Deliveries whose worker died before claiming the job (a poison-message guard).
     deliveries: int = 0
+    #: The webhook URL and the client it signs for, sealed (``backend.webhooks.events``).
+    webhook_sealed: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -106,6 +113,7 @@ class JobRecord:
             result_token_sealed=values.get("result_token_sealed") or None,
             run_ms=int(values["run_ms"]) if values.get("run_ms") else None,
             deliveries=int(values.get("deliveries") or 0),
+            webhook_sealed=values.get("webhook_sealed") or None,
         )
 
     @classmethod

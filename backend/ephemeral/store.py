@@ -33,6 +33,7 @@ def create_job(
     header: ImageHeader,
     image: bytes,
     reference: bytes | None = None,
+    webhook_sealed: str | None = None,
 ) -> JobRecord:
     """Seal the upload(s) and write them with the record, atomically, all with TTLs."""
     now = time.time()
@@ -49,6 +50,7 @@ def create_job(
         expires_at=now + input_ttl,
         width=header.width,
         height=header.height,
+        webhook_sealed=webhook_sealed,
     )
     pipe = client().pipeline(transaction=True)
     pipe.set(
@@ -76,6 +78,8 @@ def create_job(
             "expires_at": repr(record.expires_at),
         },
     )
+    if webhook_sealed is not None:
+        pipe.hset(keys.job_key(job_id), "webhook_sealed", webhook_sealed)
     pipe.expire(keys.job_key(job_id), record_ttl())
     pipe.xadd(keys.events_key(job_id), {"status": record.status}, maxlen=EVENTS_MAXLEN)
     pipe.expire(keys.events_key(job_id), record_ttl())

@@ -37,6 +37,7 @@ from backend.imaging import ImageHeader
 from backend.jobs import traces
 from backend.jobs.queue import enqueue_job
 from backend.pseudonyms import hashed_id
+from backend.webhooks import events as webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ def submit(
     image: bytes,
     reference: bytes | None = None,
     consent: bool = False,
+    webhook: str | None = None,
 ) -> JobRecord:
     """Trace, seal and queue a checked upload; the new job's record.
 
@@ -64,8 +66,18 @@ def submit(
     answered for even if Redis loses the job a moment later.
     """
     job_id = str(uuid.uuid4())
+    webhook_sealed = (
+        None
+        if webhook is None
+        else webhooks.seal_target(job_id=job_id, url=webhook, client_id=cast(int, client_id))
+    )
     traces.trace_open(
-        job_id=job_id, owner=owner, task=task, created_at=time.time(), lives=record_ttl()
+        job_id=job_id,
+        owner=owner,
+        task=task,
+        created_at=time.time(),
+        lives=record_ttl(),
+        webhook_sealed=webhook_sealed,
     )
     try:
         record = store.create_job(
@@ -76,6 +88,7 @@ def submit(
             header=header,
             image=image,
             reference=reference,
+            webhook_sealed=webhook_sealed,
         )
         enqueue_job(job_id)
     except (RedisError, OperationalError):
@@ -214,6 +227,7 @@ def cancel(job_id: str, *, client_id: object) -> JobRecord | None:
     if not before.terminal:
         _count_end(before.task, "cancelled", "")
         traces.trace_close(job_id=job_id, status="cancelled")
+        webhooks.job_ended(before, status="cancelled")
     audit_record(event="deleted", client_id=cast(Any, client_id), job_id=job_id)
     logger.info("job_deleted", extra={"job": hashed_id(job_id)})
     return before
@@ -228,11 +242,14 @@ def reconcile(job_id: str) -> traces.JobTrace | None:
     trace = traces.trace_get(job_id)
     if trace is None or trace.status not in ("queued", "running"):
         return trace
-    if traces.trace_close(job_id=job_id, status="failed", code="lost"):
+    closed = traces.trace_close(job_id=job_id, status="failed", code="lost")
+    trace.status, trace.error_code = "failed", "lost"
+    if closed:
         _count_end(trace.task, "failed", "lost")
         audit_record(event="failed", job_id=job_id, task=trace.task, outcome="lost")
         logger.warning("job_lost", extra={"job": hashed_id(job_id)})
-    trace.status, trace.error_code = "failed", "lost"
+        # The webhook, sealed in the trace too, is the one thing of it Redis could not lose.
+        webhooks.job_ended(traces.as_record(trace))
     return trace
 
 
@@ -252,6 +269,7 @@ def _ended(record: JobRecord) -> None:
         outcome=code,
     )
     traces.trace_close(job_id=record.id, status=record.status, code=code)
+    webhooks.job_ended(record)
 
 
 def _count_end(task: str, status: str, code: str) -> None:

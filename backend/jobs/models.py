@@ -27,6 +27,9 @@ class JobTrace(models.Model):
     #: The latest moment the job's Redis record could exist; the trace goes then.
     expires_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
+    #: The job's webhook, sealed as in the Redis record (``backend.webhooks.events``),
+    #: so a job Redis lost still tells its client it ended (``lost``).
+    webhook_sealed = models.TextField(blank=True, default="")
 
     class Meta:
         indexes = [

@@ -17,6 +17,7 @@ from backend.ephemeral.connection import sentinel_config
 from backend.pseudonyms import hashed_id
 
 RUN_JOB = "workers.run_job"
+DELIVER_WEBHOOK = "workers.deliver_webhook"
 JOBS_QUEUE = "jobs"
 MAINTENANCE_QUEUE = "maintenance"
 QUEUES = (JOBS_QUEUE, MAINTENANCE_QUEUE)
@@ -79,4 +80,18 @@ def enqueue_job(job_id: str) -> None:
             "interval_step": 0.2,
             "interval_max": 0.5,
         },
+    )
+
+
+def enqueue_webhook(event_id: str, *, attempt: int = 0, countdown: float | None = None) -> None:
+    """Publish one attempt of a webhook event: its id and attempt number, nothing else."""
+    producer().send_task(
+        DELIVER_WEBHOOK,
+        args=[event_id, attempt],
+        queue=MAINTENANCE_QUEUE,
+        countdown=countdown,
+        argsrepr=f"(hook:{hashed_id(event_id)}, {attempt})",
+        kwargsrepr="{}",
+        retry=True,
+        retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
     )

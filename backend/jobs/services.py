@@ -18,11 +18,13 @@ from backend.api.errors import ApiError
 from backend.audit.services import audit_record
 from backend.catalogue import InvalidParams, TaskSpec, get_spec
 from backend.clients.models import ApiClient
+from backend.clients.webhook_secrets import has_webhook_secret
 from backend.ephemeral import store
 from backend.ephemeral.records import JobRecord
 from backend.imaging import ImageHeader, ImageRejected, sniff
 from backend.jobs import lifecycle, traces
 from backend.pseudonyms import owner_hash
+from backend.webhooks.targets import WebhookRefused, check_url
 
 
 def _not_found() -> ApiError:
@@ -37,6 +39,7 @@ def job_submit(
     image: bytes,
     reference: bytes | None = None,
     consent: str | None = None,
+    webhook: str | None = None,
 ) -> JobRecord:
     """Check an upload (two for a two-image task), then hand it to the lifecycle."""
     spec = get_spec(task)
@@ -56,6 +59,9 @@ def job_submit(
     header = _checked_upload(image, spec, client=client)
     if reference is not None:
         _checked_upload(reference, spec, client=client)
+    if webhook is not None:
+        # An empty value is a malformed URL, not "no webhook" (the schema says uri).
+        _check_webhook(webhook, client=client)
     owner = owner_hash(client.pk)
     record = lifecycle.submit(
         client_id=client.pk,
@@ -66,6 +72,7 @@ def job_submit(
         image=image,
         reference=reference,
         consent=spec.biometric,
+        webhook=webhook,
     )
     abuse.note_in_flight(owner=owner, job_id=record.id)
     return record
@@ -113,6 +120,21 @@ def _checked_upload(data: bytes, spec: TaskSpec, *, client: ApiClient) -> ImageH
             415, "unsupported_media_type", f"{spec.name} accepts {spec.accepted_formats}."
         )
     return header
+
+
+def _check_webhook(url: str, *, client: ApiClient) -> None:
+    """Refuse at once a webhook that could never be delivered (or must never be)."""
+    try:
+        check_url(url)
+    except WebhookRefused as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+    if not has_webhook_secret(client_id=client.pk):
+        raise ApiError(
+            400,
+            "invalid_webhook",
+            "webhook: this API client has no webhook signing secret yet; ask the operator "
+            "to run `manage.py webhook_secret --name <client>`.",
+        )
 
 
 def _checked_image(image: bytes, *, client: ApiClient, task: str) -> ImageHeader:

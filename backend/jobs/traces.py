@@ -21,7 +21,15 @@ def _at(timestamp: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
 
 
-def trace_open(*, job_id: str, owner: str, task: str, created_at: float, lives: float) -> None:
+def trace_open(
+    *,
+    job_id: str,
+    owner: str,
+    task: str,
+    created_at: float,
+    lives: float,
+    webhook_sealed: str | None = None,
+) -> None:
     """Write the trace before anything else exists, so every id handed out has one."""
     JobTrace.objects.create(
         id=job_id,
@@ -30,6 +38,7 @@ def trace_open(*, job_id: str, owner: str, task: str, created_at: float, lives: 
         status="queued",
         created_at=_at(created_at),
         expires_at=_at(created_at + lives),
+        webhook_sealed=webhook_sealed or "",
     )
 
 
@@ -93,4 +102,5 @@ def as_record(trace: JobTrace) -> JobRecord:
         finished_at=ended,
         error_code=code or None,
         error_message=JOB_ERRORS.get(code) if code else None,
+        webhook_sealed=trace.webhook_sealed or None,
     )

@@ -58,12 +58,14 @@ def test_the_service_conforms_to_its_openapi_contract(
     migrate_worker_database(env)
     # Alice owns what the fuzzer creates; Bob is the peer the object-level
     # authorization check replays Alice's reads as (he must get 404).
+    clients = {name: f"{name}-{uuid.uuid4().hex[:8]}" for name in ("alice", "bob")}
     identities = {
-        name: manage(
-            env, "create_api_key", "--name", f"{name}-{uuid.uuid4().hex[:8]}", "--tier", "unlimited"
-        ).strip()
-        for name in ("alice", "bob")
+        name: manage(env, "create_api_key", "--name", client, "--tier", "unlimited").strip()
+        for name, client in clients.items()
     }
+    # A job may carry a webhook: its client needs a signing secret, or it is refused.
+    for client in clients.values():
+        manage(env, "webhook_secret", "--name", client)
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
     auth_file = tmp_path / "auth.json"

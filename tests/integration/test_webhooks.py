@@ -1,0 +1,123 @@
+"""End to end: a job through the real web and worker ends with a signed POST to its webhook."""
+
+from __future__ import annotations
+
+import uuid
+
+import cv2
+import httpx
+import pytest
+import redis
+from standardwebhooks.webhooks import Webhook
+
+from tests.conftest import portrait
+from tests.harness import manage
+from tests.integration.helpers import pause_consumers, resume_consumers
+from tests.integration.live_stack import LiveStack, live_stack
+from tests.webhook_receiver import receiver
+
+__all__ = ["live_stack"]
+
+
+@pytest.fixture
+def hooked_client(live_stack: LiveStack, redis_conn: redis.Redis) -> tuple[str, str]:
+    """A client of the live stack with a webhook secret: its API key and the secret."""
+    name = f"hooks-{uuid.uuid4().hex[:8]}"
+    key = manage(live_stack.env, "create_api_key", "--name", name, "--tier", "standard").strip()
+    secret = manage(live_stack.env, "webhook_secret", "--name", name).strip()
+    return key, secret
+
+
+def jpeg_bytes() -> bytes:
+    ok, jpeg = cv2.imencode(".jpg", portrait((256, 256)))
+    assert ok
+    return bytes(jpeg.tobytes())
+
+
+def test_a_job_ends_with_a_signed_post_retried_after_a_500(
+    live_stack: LiveStack, hooked_client: tuple[str, str]
+) -> None:
+    key, secret = hooked_client
+    jpeg = jpeg_bytes()
+    with receiver(answers=[500]) as hook:
+        answer = httpx.post(
+            f"{live_stack.url}/api/v1/jobs",
+            headers={"Authorization": f"Bearer {key}", "Prefer": "wait=60"},
+            files={"image": ("photo.jpg", jpeg, "image/jpeg")},
+            data={"task": "detect", "webhook": hook.url("/ephemera")},
+            timeout=90,
+        )
+        assert answer.status_code == 201, answer.text
+        job = answer.json()
+        assert job["status"] == "succeeded"
+        # The 500 is retried by the worker after EPHEMERA_WEBHOOK_FIRST_RETRY (1 s here).
+        first, second = hook.wait_for(2, timeout=60)
+
+    assert first.path == second.path == "/ephemera"
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    body = Webhook(secret).verify(second.body, second.headers)
+    assert body == {
+        "id": job["id"],
+        "status": "succeeded",
+        "error": None,
+        "expires_at": job["expires_at"],
+    }
+    token = job["result"]["url"].rsplit("/", 1)[1]
+    assert token.encode() not in second.body
+    assert jpeg[:64] not in second.body
+
+
+def test_a_deleted_queued_job_posts_cancelled(
+    live_stack: LiveStack, hooked_client: tuple[str, str]
+) -> None:
+    key, secret = hooked_client
+    auth = {"Authorization": f"Bearer {key}"}
+    pause_consumers(live_stack.worker)
+    try:
+        with receiver() as hook:
+            answer = httpx.post(
+                f"{live_stack.url}/api/v1/jobs",
+                headers=auth,
+                files={"image": ("photo.jpg", jpeg_bytes(), "image/jpeg")},
+                data={"task": "detect", "webhook": hook.url()},
+                timeout=30,
+            )
+            assert answer.status_code == 202, answer.text
+            job_id = answer.json()["id"]
+            deleted = httpx.delete(f"{live_stack.url}/api/v1/jobs/{job_id}", headers=auth)
+            assert deleted.status_code == 204
+            (post,) = hook.wait_for(1, timeout=30)
+    finally:
+        resume_consumers(live_stack.worker)
+    body = Webhook(secret).verify(post.body, post.headers)
+    assert (body["id"], body["status"], body["error"]) == (job_id, "cancelled", None)
+
+
+def test_a_job_redis_lost_posts_failed_lost(
+    live_stack: LiveStack, hooked_client: tuple[str, str], redis_conn: redis.Redis
+) -> None:
+    key, secret = hooked_client
+    auth = {"Authorization": f"Bearer {key}"}
+    pause_consumers(live_stack.worker)
+    try:
+        with receiver() as hook:
+            answer = httpx.post(
+                f"{live_stack.url}/api/v1/jobs",
+                headers=auth,
+                files={"image": ("photo.jpg", jpeg_bytes(), "image/jpeg")},
+                data={"task": "detect", "webhook": hook.url()},
+                timeout=30,
+            )
+            assert answer.status_code == 202, answer.text
+            job_id = answer.json()["id"]
+            # Redis loses everything about the job; only its durable trace is left.
+            for found in redis_conn.scan_iter(match=f"eph:*{job_id}*"):
+                redis_conn.delete(found)
+            polled = httpx.get(f"{live_stack.url}/api/v1/jobs/{job_id}", headers=auth)
+            assert polled.json()["error"]["code"] == "lost"
+            (post,) = hook.wait_for(1, timeout=30)
+    finally:
+        resume_consumers(live_stack.worker)
+    body = Webhook(secret).verify(post.body, post.headers)
+    assert (body["id"], body["status"]) == (job_id, "failed")
+    assert body["error"]["code"] == "lost"

@@ -11,7 +11,16 @@ SPECS = sorted(CATALOGUE)
 
 
 def test_the_catalogue_lists_the_tasks_in_the_order_the_api_shows() -> None:
-    assert list(CATALOGUE) == ["anonymize", "face_crop", "cartoonize", "detect"]
+    assert list(CATALOGUE) == [
+        "anonymize",
+        "face_crop",
+        "cartoonize",
+        "detect",
+        "background",
+        "stylize",
+        "face_verify",
+        "parse",
+    ]
     assert get_spec("detect") is CATALOGUE["detect"]
     assert get_spec("teleport") is None
 
@@ -31,5 +40,6 @@ def test_every_param_has_a_default_that_its_own_schema_accepts(name: str) -> Non
     assert spec.validate_params(defaults) == defaults
 
 
-def test_only_detect_answers_json() -> None:
-    assert {name for name, spec in CATALOGUE.items() if spec.output == "json"} == {"detect"}
+def test_only_the_analysis_tasks_answer_json() -> None:
+    json_tasks = {name for name, spec in CATALOGUE.items() if spec.output == "json"}
+    assert json_tasks == {"detect", "face_verify", "parse"}

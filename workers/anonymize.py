@@ -8,6 +8,7 @@ blur's strength follows the face's size. The output has the input's size.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from workers.models.face_params import detection_properties
 from workers.registry import Runner, TaskSpec
 
 if TYPE_CHECKING:
-    from workers.models.faces import FaceDetector
+    from workers.models.faces import DetectOptions, FaceDetector
 
 PARAMS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -39,6 +40,15 @@ PARAMS_SCHEMA: dict[str, Any] = {
 }
 
 
+def detect_options(params: Mapping[str, Any]) -> DetectOptions:
+    """The detection options anonymize runs with: the params, and CenterFace on a
+    smaller copy (``face_params.CENTERFACE_SIZE``, issue 14)."""
+    from workers.models.face_params import CENTERFACE_SIZE
+    from workers.models.faces import DetectOptions
+
+    return replace(DetectOptions.from_params(params), centerface_size=CENTERFACE_SIZE)
+
+
 def load() -> Runner:
     """Load both face detectors once (shared with the other face tasks); return the runner."""
     from workers.models.faces import load_from_settings
@@ -48,11 +58,10 @@ def load() -> Runner:
 
 def make_runner(detector: FaceDetector) -> Runner:
     """The runner around an already loaded detector (the tests pass theirs)."""
-    from workers.models.faces import DetectOptions
     from workers.models.redact import redact
 
     def run(image: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
-        found = detector.detect(image, DetectOptions.from_params(params))
+        found = detector.detect(image, detect_options(params))
         return redact(image, found.cover, mode=params["mode"], margin=float(params["margin"]))
 
     return run

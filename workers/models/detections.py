@@ -42,10 +42,6 @@ class Faces:
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
-    def select(self, index: np.ndarray | Sequence[int]) -> Faces:
-        index = np.asarray(index, dtype=np.int64)
-        return Faces(self.boxes[index], self.scores[index], self.landmarks[index])
-
     def scaled(self, factor: float) -> Faces:
         """The same faces in an image ``factor`` times as large (maps a detection copy back)."""
         return Faces(self.boxes * factor, self.scores, self.landmarks * factor)

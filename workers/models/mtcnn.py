@@ -275,9 +275,12 @@ class MTCNN:
             # filter (it may shrink it a lot); each next one from the previous
             # level, shrunk only by ``factor``, where plain bilinear barely
             # aliases and costs a quarter.
-            level = F.interpolate(
-                level, size=(size_h, size_w), mode="bilinear", antialias=first
-            ).contiguous(memory_format=torch.channels_last)
+            if (size_h, size_w) != tuple(level.shape[-2:]):
+                level = F.interpolate(
+                    level, size=(size_h, size_w), mode="bilinear", antialias=first
+                )
+            # (At scale 1, as for 1080p's detection copy, the level is the image.)
+            level = level.contiguous(memory_format=torch.channels_last)
             first = False
             reg, prob = self.pnet(level)
             ys, xs = torch.nonzero(prob[0] >= threshold, as_tuple=True)

@@ -19,6 +19,8 @@ from tests.workers.faces_fixtures import (
     lbp_cascade_faces,
     match,
 )
+from workers.model_files import ModelFileError
+from workers.models.centerface import centerface_from_bytes
 from workers.models.detections import Faces
 from workers.models.faces import DetectOptions, FaceDetector, merge
 
@@ -169,3 +171,18 @@ def test_models_loaded_before_a_fork_work_in_the_child(model_dir: Path) -> None:
     )
 
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"not an onnx file", b"", bytes(range(256)) * 64],
+    ids=["text", "empty", "binary"],
+)
+def test_an_unreadable_centerface_file_raises_model_file_error(data: bytes) -> None:
+    with pytest.raises(ModelFileError, match=r"(?s)centerface\.onnx.*fetch_models"):
+        centerface_from_bytes(data)
+
+
+def test_another_model_file_in_its_place_raises_model_file_error(model_dir: Path) -> None:
+    with pytest.raises(ModelFileError, match=r"centerface\.onnx"):
+        centerface_from_bytes((model_dir / "pnet.pt").read_bytes())

@@ -10,7 +10,7 @@ from prometheus_client.metrics_core import Metric
 from pytest_django.fixtures import Settings
 
 from backend import metrics
-from backend.ephemeral import keys
+from backend.ephemeral import connection, keys
 from backend.jobs.queue import JOBS_QUEUE
 from tests.conftest import forget_redis_connections
 
@@ -58,17 +58,26 @@ def test_a_gauge_holds_the_last_value_written(redis_conn: redis.Redis) -> None:
 
 
 def test_the_queue_length_and_live_workers_are_measured_at_scrape_time(
-    redis_conn: redis.Redis,
+    redis_conn: redis.Redis, settings: object
 ) -> None:
-    redis_conn.set(keys.worker_key("w1@host"), "1", ex=60)
-    redis_conn.delete(JOBS_QUEUE)  # what earlier tests' submits left there
-    redis_conn.rpush(JOBS_QUEUE, "m1", "m2")
+    # A Redis database no worker consumes from: a live worker would take (and
+    # choke on) messages pushed onto its queue.
+    live_url = settings.REDIS_URL  # type: ignore[attr-defined]
+    settings.REDIS_URL = live_url.rsplit("/", 1)[0] + "/15"  # type: ignore[attr-defined]
+    connection.forget()
+    scratch = connection.client()
     try:
+        scratch.flushdb()
+        scratch.set(keys.worker_key("w1@host"), "1", ex=60)
+        scratch.rpush(JOBS_QUEUE, "m1", "m2")
         queue = samples("ephemera_queue_length")
+        workers_up = exported("ephemera_workers_up").samples[0].value
     finally:
-        redis_conn.delete(JOBS_QUEUE)
+        scratch.flushdb()
+        settings.REDIS_URL = live_url  # type: ignore[attr-defined]
+        connection.forget()
     assert queue[("ephemera_queue_length", (("queue", JOBS_QUEUE),))] == 2.0
-    assert exported("ephemera_workers_up").samples[0].value == 1.0
+    assert workers_up == 1.0
 
 
 def test_every_write_refreshes_the_ttl_of_the_hash(redis_conn: redis.Redis) -> None:

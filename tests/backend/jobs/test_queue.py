@@ -17,11 +17,15 @@ from backend.pseudonyms import hashed_id
 
 
 @pytest.fixture
-def jobs_list(redis_conn: redis.Redis) -> Iterator[redis.Redis]:
-    """The broker's ``jobs`` list, empty before and after (no worker consumes it here)."""
-    redis_conn.delete(queue.JOBS_QUEUE)
-    yield redis_conn
-    redis_conn.delete(queue.JOBS_QUEUE)
+def jobs_list(settings: Settings) -> Iterator[redis.Redis]:
+    """A broker on a Redis database no worker consumes from, so the message stays put."""
+    settings.REDIS_URL = settings.REDIS_URL.rsplit("/", 1)[0] + "/15"
+    queue.producer.cache_clear()
+    scratch = redis.Redis.from_url(settings.REDIS_URL)
+    scratch.flushdb()
+    yield scratch
+    scratch.flushdb()
+    queue.producer.cache_clear()
 
 
 def test_a_published_job_is_its_id_and_nothing_more(jobs_list: redis.Redis) -> None:

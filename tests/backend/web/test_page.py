@@ -255,9 +255,9 @@ def test_the_page_and_its_assets_are_served_with_a_strict_policy(live_stack: Liv
     assert " style=" not in page.text and "<style" not in page.text
     assert not re.search(r"(?:src|href)=\"(?:https?:)?//", page.text)
     # Assets carry their content hash in their names and are cached for ever.
-    assert sorted(path.rsplit(".", 1)[1] for path in assets) == ["css", "js", "svg"]
+    assert sorted(path.rsplit(".", 1)[1] for path in assets) == ["css", "js", "js", "svg"]
     for path, answer in zip(assets, answers, strict=True):
-        assert re.fullmatch(r"/assets/(app|favicon)\.[0-9a-f]{12}\.(js|css|svg)", path)
+        assert re.fullmatch(r"/assets/(app|hpke|favicon)\.[0-9a-f]{12}\.(js|css|svg)", path)
         assert answer.status_code == 200
         assert "immutable" in answer.headers["Cache-Control"]
     with httpx.Client(base_url=live_stack.url) as http:

@@ -38,11 +38,6 @@ def redis_conn() -> Iterator[redis.Redis]:
     clean_ours(conn)
 
 
-def forget_redis_connections() -> None:
-    """Drop the cached clients and scripts, so the next call reads ``REDIS_URL`` again."""
-    connection.forget()
-
-
 def clean_ours(conn: redis.Redis) -> None:
     """Remove job data and operational state (rate limits, blocks); leave Celery's keys."""
     for pattern in ("eph:*", "ephops:*"):

@@ -21,6 +21,7 @@ from backend.clients.models import ApiClient
 from backend.clients.webhook_secrets import has_webhook_secret
 from backend.ephemeral import store
 from backend.ephemeral.records import JobRecord
+from backend.errors import CodedError
 from backend.imaging import ImageHeader, ImageRejected, sniff
 from backend.jobs import lifecycle, traces
 from backend.pseudonyms import owner_hash
@@ -60,7 +61,7 @@ def job_submit(
     header: ImageHeader | None = None
     if envelope.is_envelope(image) or (reference is not None and envelope.is_envelope(reference)):
         # End to end encrypted: the job process checks the bytes once it has opened them.
-        e2e.checked_envelopes(image, reference)
+        _checked_envelopes(image, reference, client=client, task=task)
     else:
         header = _checked_upload(image, spec, client=client)
         if reference is not None:
@@ -138,6 +139,19 @@ def _check_webhook(url: str, *, client: ApiClient) -> None:
             "webhook: this API client has no webhook signing secret yet; ask the operator "
             "to run `manage.py webhook_secret --name <client>`.",
         )
+
+
+def _checked_envelopes(
+    image: bytes, reference: bytes | None, *, client: ApiClient, task: str
+) -> None:
+    try:
+        e2e.checked_envelopes(image, reference)
+    except CodedError as exc:
+        size = len(image) + len(reference or b"")
+        audit_record(
+            event="rejected", client_id=client.pk, task=task, byte_size=size, outcome=exc.code
+        )
+        raise
 
 
 def _checked_image(image: bytes, *, client: ApiClient, task: str) -> ImageHeader:

@@ -26,7 +26,7 @@ import redis
 
 from ephemera_client import Client, envelope
 from ephemera_client.envelope import KeyPair
-from tests.conftest import jpeg_with_exif, portrait
+from tests.conftest import jpeg_with_exif, png_claiming, portrait
 from tests.harness import (
     REPO,
     Process,
@@ -348,7 +348,7 @@ def _flipped(data: bytes, offset: int) -> bytes:
         (lambda: _flipped(_sealed(_jpeg("x")), -3), "envelope_rejected"),
         (lambda: _sealed(b"%PDF-1.7 not a photo at all"), "unsupported_media_type"),
         (lambda: _sealed(b"\xff\xd8\xff\xe0" + bytes(64)), "undecodable_image"),
-        (lambda: _sealed(_too_many_pixels()), "image_too_large"),
+        (lambda: _sealed(png_claiming(20000, 20000)), "image_too_large"),
     ],
     ids=[
         "replayed for another task",
@@ -380,22 +380,6 @@ def _unblock(e2e: E2EStack) -> None:
     for pattern in ("ephops:block:*", "ephops:rej:*"):
         for key in conn.scan_iter(match=pattern):
             conn.delete(key)
-
-
-def _too_many_pixels() -> bytes:
-    """A valid PNG header declaring 20000 x 20000 pixels (over the 40 MP limit)."""
-    import struct
-    import zlib
-
-    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + struct.pack(">I", len(ihdr))
-        + chunk
-        + struct.pack(">I", zlib.crc32(chunk))
-        + bytes(64)
-    )
 
 
 def test_the_client_encrypts_by_default_and_opens_the_result(e2e: E2EStack) -> None:

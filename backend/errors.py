@@ -40,7 +40,27 @@ JOB_ERRORS: dict[str, str] = {
     ),
     "expired": "The result was not downloaded in time and was deleted.",
     "unknown_task": "This task is no longer offered; see GET /api/v1/tasks.",
+    "envelope_rejected": (
+        "The encrypted upload does not open with this service's key for this task: it was "
+        "changed on the way, or encrypted for another task or service. Encrypt it again."
+    ),
 }
+
+#: Answers that count as a rejected upload towards a client's temporary block,
+#: from the web (a plain upload, an envelope) or from a job process (what it
+#: found inside an envelope).
+UPLOAD_REJECTIONS = frozenset(
+    {
+        "payload_too_large",
+        "unsupported_media_type",
+        "undecodable_image",
+        "image_too_large",
+        "invalid_envelope",
+        "unknown_key",
+        "key_retired",
+        "envelope_rejected",
+    }
+)
 
 
 def job_error(code: str) -> CodedError:

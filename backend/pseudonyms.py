@@ -39,6 +39,15 @@ def subject_hash(kind: str, value: str) -> str:
     return pseudonym("abuse", f"{kind}:{value}")[:32]
 
 
+def client_subject(owner: str) -> str:
+    """A client as the abuse controls count it, from its owner hash.
+
+    Derived from the owner hash, so a worker (which knows a job's owner and not
+    its client id) can count a rejected upload against the same client.
+    """
+    return subject_hash("client", owner)
+
+
 def hashed_id(value: str) -> str:
     """A stable stand-in for an id in logs and Flower: the same in web and worker."""
     return pseudonym("log-id", value)[:16]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from backend.devsecrets import dev_secret
+from backend.devsecrets import dev_e2e_public_keys, dev_secret
 from backend.env import (
     ConfigError,
     envbool,
@@ -62,6 +62,14 @@ EPHEMERA_KEYS = envsecret("EPHEMERA_KEYS") or (
 )
 if not EPHEMERA_KEYS:
     raise ConfigError("EPHEMERA_KEYS is required in production: kid:base64-32-bytes[,...]")
+#: The workers' public end-to-end keys, ``kid:base64[@not-after]``, newest first
+#: (docs/e2e.md). The web publishes them; their private halves are read by the
+#: workers alone (``workers.e2e``), never by this settings module.
+EPHEMERA_E2E_PUBLIC_KEYS = envstr("EPHEMERA_E2E_PUBLIC_KEYS") or (
+    "" if PRODUCTION else dev_e2e_public_keys(VAR_DIR)
+)
+#: The name end-to-end envelopes are bound to (their HPKE ``info``).
+EPHEMERA_E2E_SERVICE = envstr("EPHEMERA_E2E_SERVICE", "ephemera") or "ephemera"
 EPHEMERA_INPUT_TTL = envint("EPHEMERA_INPUT_TTL", 300, minimum=10)
 EPHEMERA_RESULT_TTL = envint("EPHEMERA_RESULT_TTL", 600, minimum=10)
 #: How long the small status record of a job outlives its result.

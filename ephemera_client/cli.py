@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # soft_wrap: a message is one line, whatever the width (logs and pipes grep lines).
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        with Client(url=args.url) as client:
+        with Client(url=args.url, e2e=not args.no_e2e) as client:
             command: Callable[[Client, argparse.Namespace, Console], int] = args.command
             return command(client, args, err)
     except EphemeraError as exc:
@@ -86,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--url", help="the service's base URL (default: EPHEMERA_URL or http://127.0.0.1:8000)"
     )
+    parser.add_argument(
+        "--no-e2e",
+        action="store_true",
+        help="send plain uploads even when the service publishes workers' keys "
+        "(by default photos are end-to-end encrypted to the workers; see docs/e2e.md)",
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a task on one or more photos")
@@ -106,6 +112,17 @@ def _parser() -> argparse.ArgumentParser:
         help="a task param; VALUE is read as JSON when it parses, else as a string",
     )
     run.add_argument("--params", help="all params as one JSON object")
+    run.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="the second photo of a two-image task (face_verify), compared with each FILE",
+    )
+    run.add_argument(
+        "--consent",
+        action="store_true",
+        help="state that the people in the photos agreed to a face comparison (face_verify)",
+    )
     run.add_argument(
         "--json",
         action="store_true",
@@ -192,6 +209,7 @@ class Outcome:
             "file": str(self.file),
             "job": job.id if job else None,
             "status": job.status if job else "not_submitted",
+            "e2e": bool(job and job.e2e),
             "output": str(self.output) if self.output else None,
             "error": self.error or (job.error.code if job and job.error else None),
         }
@@ -327,7 +345,7 @@ def _run(client: Client, args: argparse.Namespace, err: Console) -> int:
     except ValueError as exc:
         err.print(f"ephemera: {exc}", markup=False)
         return EXIT_USAGE
-    missing = [str(path) for path in args.files if not path.is_file()]
+    missing = [str(path) for path in [*args.files, args.reference] if path and not path.is_file()]
     if missing:
         err.print(f"ephemera: no such file: {', '.join(missing)}", markup=False)
         return EXIT_USAGE
@@ -405,7 +423,7 @@ def _run_one(
     label = escape(path.name)
     display.update(row, description=f"{label}: upload", waiting=False, t0=time.monotonic())
     try:
-        job = _submit(client, args.task, path, params, display=display, row=row)
+        job = _submit(client, args, path, params, display=display, row=row)
         if not jobs.started(client, job.id):
             outcome.error = "interrupted"
             return outcome
@@ -446,7 +464,7 @@ def _run_one(
 
 def _submit(
     client: Client,
-    task: str,
+    args: argparse.Namespace,
     path: Path,
     params: dict[str, Any],
     *,
@@ -454,13 +472,16 @@ def _submit(
     row: TaskID,
 ) -> Job:
     data = path.read_bytes()
+    reference = args.reference.read_bytes() if args.reference else None
     for attempt in range(SUBMIT_RETRIES + 1):
         try:
             return client.submit(
-                task,
+                args.task,
                 data,
                 params,
                 on_upload=lambda done, total: display.update(row, completed=done, total=total),
+                reference=reference,
+                consent=args.consent,
             )
         except RateLimited as exc:
             if attempt == SUBMIT_RETRIES:

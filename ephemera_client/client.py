@@ -6,21 +6,31 @@
         Path("out.png").write_bytes(ephemera.download(job).data)
 
 A result downloads once; ``delete`` purges a job's upload and result at once.
+
+When the service publishes workers' keys (``GET /api/v1/keys``), the client
+encrypts every upload to them and opens the result with a one-time key that
+never leaves this process (docs/e2e.md): the service's web tier sees only
+ciphertext. ``Client(e2e=False)`` sends plain uploads.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
 import httpx
 
+from ephemera_client import envelope
+from ephemera_client.envelope import KeyPair
 from ephemera_client.errors import ApiError, EphemeraError, JobNotSucceeded, JobTimeout, error_for
 from ephemera_client.models import Download, Job, Task
 
@@ -32,6 +42,28 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 #: ``callback(done_bytes, total_bytes)``, called as bytes go out or come in.
 ProgressCallback = Callable[[int, int], None]
 Image = bytes | Path | BinaryIO
+#: How long a fetched key list is used before it is fetched again.
+KEYS_MAX_AGE = 300.0
+#: Refusals after which the key list is fetched again and the submit retried once.
+STALE_KEY_CODES = frozenset({"unknown_key", "key_retired"})
+
+
+@dataclass(frozen=True)
+class WorkerKey:
+    """The worker key an upload is sealed to, and the name envelopes are bound to."""
+
+    id: str
+    public_key: bytes
+    service: str
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """What opens one end-to-end job's result: held in memory until its download."""
+
+    key: KeyPair
+    service: str
+    task: str
 
 
 class Client:
@@ -44,6 +76,7 @@ class Client:
         *,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        e2e: bool = True,
     ) -> None:
         url = url or os.environ.get("EPHEMERA_URL") or DEFAULT_URL
         api_key = api_key or os.environ.get("EPHEMERA_API_KEY")
@@ -62,6 +95,10 @@ class Client:
             # Results are never redirected; a redirect would be a misconfigured proxy.
             follow_redirects=False,
         )
+        self.e2e = e2e
+        self._keys: tuple[float, WorkerKey | None] | None = None
+        self._replies: dict[str, _Reply] = {}
+        self._lock = threading.Lock()
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -86,6 +123,27 @@ class Client:
         body = self._json(self._http.get("/api/v1/tasks"))
         return [Task.from_json(task) for task in body["tasks"]]
 
+    def worker_key(self, *, refresh: bool = False) -> WorkerKey | None:
+        """The workers' active key from ``GET /api/v1/keys``; None when none is published."""
+        with self._lock:
+            cached = self._keys
+        if cached is not None and not refresh and time.monotonic() - cached[0] < KEYS_MAX_AGE:
+            return cached[1]
+        body = self._json(self._http.get("/api/v1/keys"))
+        active = next((key for key in body.get("keys", []) if key.get("active")), None)
+        found = (
+            None
+            if active is None
+            else WorkerKey(
+                id=str(active["id"]),
+                public_key=base64.b64decode(active["public_key"]),
+                service=str(body["service"]),
+            )
+        )
+        with self._lock:
+            self._keys = (time.monotonic(), found)
+        return found
+
     def submit(
         self,
         task: str,
@@ -94,17 +152,61 @@ class Client:
         *,
         wait: int = 0,
         on_upload: ProgressCallback | None = None,
+        reference: Image | None = None,
+        consent: bool = False,
     ) -> Job:
         """Upload ``image`` (bytes, a path or a binary file) to ``task``.
 
         ``wait`` (seconds, at most 60) asks the service to answer only once the
         job ended or the wait is over; the job may still be queued or running.
+        ``reference`` is the second photo of a two-image task (face_verify),
+        ``consent`` states that the people in both photos agreed to it.
         """
-        data = _read_image(image)
+        photos = {"image": _read_image(image)}
+        if reference is not None:
+            photos["reference"] = _read_image(reference)
         fields = {"task": task}
         if params:
             fields["params"] = json.dumps(dict(params))
-        body, content_type = _multipart(fields, image=data)
+        if consent:
+            fields["consent"] = "true"
+        try:
+            return self._submit(task, photos, fields, wait=wait, on_upload=on_upload)
+        except ApiError as exc:
+            if exc.code not in STALE_KEY_CODES:
+                raise
+            # The workers' keys rotated since the list was fetched: fetch it, retry once.
+            self.worker_key(refresh=True)
+            return self._submit(task, photos, fields, wait=wait, on_upload=on_upload)
+
+    def _submit(
+        self,
+        task: str,
+        photos: Mapping[str, bytes],
+        fields: Mapping[str, str],
+        *,
+        wait: int,
+        on_upload: ProgressCallback | None,
+    ) -> Job:
+        worker = self.worker_key() if self.e2e else None
+        reply = None
+        files: dict[str, tuple[bytes, str]] = {}
+        for role, data in photos.items():
+            if worker is None:
+                files[role] = (data, "application/octet-stream")
+                continue
+            reply = reply or _Reply(KeyPair.generate(), worker.service, task)
+            sealed = envelope.seal_upload(
+                data,
+                key_id=worker.id,
+                public_key=worker.public_key,
+                reply_key=reply.key.public,
+                service=worker.service,
+                task=task,
+                role="reference" if role == "reference" else "image",
+            )
+            files[role] = (sealed, envelope.CONTENT_TYPE)
+        body, content_type = _multipart(fields, files)
         headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
         if wait:
             headers["Prefer"] = f"wait={_capped(wait)}"
@@ -114,7 +216,11 @@ class Client:
             headers=headers,
             timeout=self._wait_timeout(wait),
         )
-        return Job.from_json(self._json(response))
+        job = Job.from_json(self._json(response))
+        if reply is not None:
+            with self._lock:
+                self._replies[job.id] = reply
+        return job
 
     def get(self, job_id: str, *, wait: int = 0) -> Job:
         """The job; with ``wait``, the service answers when it ends or after ``wait`` s."""
@@ -161,6 +267,29 @@ class Client:
             url = job.result.url
         else:
             url = job
+        download = self._fetch(url, on_progress)
+        if download.content_type.split(";")[0].strip() != envelope.CONTENT_TYPE:
+            return download
+        if not isinstance(job, Job):
+            raise EphemeraError("an end-to-end result opens with its Job: pass the Job")
+        with self._lock:
+            # One download, one use of the reply key: it goes now, opened or not.
+            reply = self._replies.pop(job.id, None)
+        if reply is None:
+            raise EphemeraError(
+                f"job {job.id} is end-to-end encrypted to a key this client does not hold"
+            )
+        data = envelope.open_result(
+            download.data,
+            reply_private=reply.key.private,
+            service=reply.service,
+            task=reply.task,
+            job_id=job.id,
+        )
+        assert job.result is not None
+        return Download(data=data, content_type=job.result.content_type)
+
+    def _fetch(self, url: str, on_progress: ProgressCallback | None) -> Download:
         with self._http.stream("GET", url) as response:
             if response.status_code != 200:
                 response.read()
@@ -181,6 +310,8 @@ class Client:
         response = self._http.delete(f"/api/v1/jobs/{job_id}")
         if response.status_code != 204:
             self._json(response)
+        with self._lock:
+            self._replies.pop(job_id, None)
 
     # --- plumbing -----------------------------------------------------------------
 
@@ -224,8 +355,10 @@ def _read_image(image: Image) -> bytes:
     return image.read()
 
 
-def _multipart(fields: Mapping[str, str], *, image: bytes) -> tuple[bytes, str]:
-    """A multipart/form-data body. The file name sent is always ``image``: the
+def _multipart(
+    fields: Mapping[str, str], files: Mapping[str, tuple[bytes, str]]
+) -> tuple[bytes, str]:
+    """A multipart/form-data body. A file's name is sent as its field's: the
     service sniffs the type from the bytes, and the user's file name is nobody's
     business."""
     boundary = f"ephemera-{secrets.token_hex(16)}"
@@ -233,13 +366,14 @@ def _multipart(fields: Mapping[str, str], *, image: bytes) -> tuple[bytes, str]:
         f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
         for name, value in fields.items()
     ]
-    parts.append(
-        f"--{boundary}\r\nContent-Disposition: form-data; "
-        'name="image"; filename="image"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n".encode()
-        + image
-        + b"\r\n"
-    )
+    for name, (data, content_type) in files.items():
+        parts.append(
+            f"--{boundary}\r\nContent-Disposition: form-data; "
+            f'name="{name}"; filename="{name}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 

@@ -41,6 +41,8 @@ class Job:
     queued_ms: int | None
     run_ms: int | None
     raw: dict[str, Any] = field(repr=False, compare=False)
+    #: The uploads were end-to-end envelopes; the result downloads as one.
+    e2e: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -70,6 +72,7 @@ class Job:
             queued_ms=metrics.get("queued_ms"),
             run_ms=metrics.get("run_ms"),
             raw=body,
+            e2e=bool(body.get("e2e")),
         )
 
 

@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +37,6 @@ def redis_conn() -> Iterator[redis.Redis]:
     clean_ours(conn)
     yield conn
     clean_ours(conn)
-
-
-def forget_redis_connections() -> None:
-    """Drop the cached clients and scripts, so the next call reads ``REDIS_URL`` again."""
-    connection.forget()
 
 
 def clean_ours(conn: redis.Redis) -> None:
@@ -105,6 +101,13 @@ def portrait(size: tuple[int, int] | None = None) -> np.ndarray:
     if size is not None:
         image = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
     return image
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header (with a valid CRC) declares ``width`` x ``height`` pixels."""
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + bytes(64)
 
 
 @dataclass

@@ -32,14 +32,20 @@ def queued_job(
     owner: str = NOBODY,
     reference: bytes | None = None,
     traced: bool = False,
+    e2e: bool = False,
 ) -> str:
-    """A queued job; bytes that are no image get a 1x1 JPEG header (they are sealed anyway)."""
+    """A queued job; bytes that are no image get a 1x1 JPEG header (they are sealed anyway).
+
+    With ``e2e`` the uploads are taken for end-to-end envelopes: stored as given.
+    """
     spec = get_spec(task)
     assert spec is not None, task
-    try:
-        header = sniff(image, max_pixels=settings.EPHEMERA_MAX_PIXELS)
-    except ImageRejected:
-        header = ImageHeader.of("jpeg", width=1, height=1)
+    header: ImageHeader | None = None
+    if not e2e:
+        try:
+            header = sniff(image, max_pixels=settings.EPHEMERA_MAX_PIXELS)
+        except ImageRejected:
+            header = ImageHeader.of("jpeg", width=1, height=1)
     job_id = str(uuid.uuid4())
     if traced:
         from backend.jobs import traces

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,6 +249,34 @@ def send_request(
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     conn.request("GET", path, headers=dict(headers))
     return conn
+
+
+def memory_holds(pid: int, needles: Iterable[bytes]) -> set[bytes]:
+    """Which of ``needles`` are anywhere in the readable memory of process ``pid``.
+
+    Reads ``/proc/<pid>/mem`` region by region, as a debugger or a memory dump
+    of the process would see it (the test runner is the process's ancestor, so
+    ptrace access is allowed).
+    """
+    wanted = set(needles)
+    found: set[bytes] = set()
+    longest = max(len(needle) for needle in wanted)
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            fields = line.split()
+            if not fields[1].startswith("r") or (len(fields) > 5 and fields[5] == "[vvar]"):
+                continue
+            start, end = (int(part, 16) for part in fields[0].split("-"))
+            tail = b""
+            for offset in range(start, end, 1 << 22):
+                try:
+                    mem.seek(offset)
+                    chunk = tail + mem.read(min(1 << 22, end - offset))
+                except OSError:
+                    break
+                found |= {needle for needle in wanted - found if needle in chunk}
+                tail = chunk[-longest:]
+    return found
 
 
 def _waits_on_a_pipe(pid: int) -> bool:

@@ -24,7 +24,7 @@ from backend.ephemeral.records import JobRecord
 from backend.errors import CodedError, job_error
 from backend.imaging import ImageHeader, ImageRejected, UndecodableImage, sniff
 from backend.jobs import lifecycle
-from workers import imaging, registry
+from workers import e2e, imaging, registry
 from workers.imaging import cv2  # imported there after OpenCV's own pixel limits are set
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,12 @@ def process_job(job_id: str) -> Outcome:
             reference = claimed.open_reference()
         except DecryptionError:
             raise job_error("integrity_error") from None
-        data, content_type = transform(image, record, reference=reference)
+        if record.e2e:
+            opened = e2e.open_uploads(record, image, reference)
+            data, content_type = transform(opened.image, record, reference=opened.reference)
+            data = e2e.seal_result(data, record, reply_key=opened.reply_key)
+        else:
+            data, content_type = transform(image, record, reference=reference)
     except CodedError as exc:
         lifecycle.fail(job_id, exc)
         return "failed"
@@ -67,10 +72,8 @@ def transform(
     try:
         # Validated again here: the record is data from Redis, not a promise.
         params = spec.validate_params(record.params)
-        # The header the web's sniff read, kept on the record: the sealed bytes
-        # are authenticated, so they are still the ones it checked.
-        header = ImageHeader.of(record.format, width=record.width, height=record.height)
-        output = _run(spec, params, _decode(image, header), reference)
+        header = _header(image, record, spec)
+        output = _run(spec, params, _decode(image, header), reference, e2e=record.e2e)
         del image, reference
         if spec.output == "json":
             return json.dumps(output, separators=(",", ":")).encode(), "application/json"
@@ -100,6 +103,20 @@ def transform(
         raise job_error("internal_error") from None
 
 
+def _header(image: bytes, record: JobRecord, spec: TaskSpec) -> ImageHeader:
+    """The upload's header: as the web's sniff read it, or read here for an envelope.
+
+    A sealed upload is authenticated, so its bytes are still the ones the web
+    checked. The web never saw inside an envelope: this process does every
+    check the web does for a plain upload, with the same codes.
+    """
+    if not record.e2e:
+        return ImageHeader.of(record.format, width=record.width, height=record.height)
+    header = sniff(image, max_pixels=settings.EPHEMERA_MAX_PIXELS)
+    spec.accept(header.content_type)
+    return header
+
+
 _ALLOCATION_FAILURES = (
     "can't allocate memory",
     "insufficient memory",
@@ -114,7 +131,12 @@ def _is_allocation_failure(exc: Exception) -> bool:
 
 
 def _run(
-    spec: TaskSpec, params: dict[str, Any], array: np.ndarray, reference: bytes | None
+    spec: TaskSpec,
+    params: dict[str, Any],
+    array: np.ndarray,
+    reference: bytes | None,
+    *,
+    e2e: bool = False,
 ) -> np.ndarray | dict[str, Any]:
     """The runner's answer for the decoded photo (and the reference, for two-image tasks)."""
     if spec.downscale_input:
@@ -125,25 +147,30 @@ def _run(
     if reference is None:
         # The web refuses such a job; a record without its reference is broken.
         raise job_error("integrity_error")
-    second = _decode_reference(reference, spec.downscale_input)
+    second = _decode_reference(reference, spec, e2e=e2e)
     # The answer is the verdict only: what the runner computes from the faces
     # stays in its locals and is gone when it returns.
     return cast(registry.PairRunner, run)(array, second, params)
 
 
-def _decode_reference(reference: bytes, downscale: bool) -> np.ndarray:
+def _decode_reference(reference: bytes, spec: TaskSpec, *, e2e: bool) -> np.ndarray:
     """The second upload, decoded like the first; its header is read again here.
 
-    The record keeps only the first upload's header. The sealed reference is
+    The record keeps only the first upload's header. A sealed reference is
     authenticated, so these are the bytes the web's sniff accepted, and the
-    same sniff, with the same pixel limit, reads their header again.
+    same sniff, with the same pixel limit, reads their header again; a refusal
+    then means a broken record. From an envelope, a refusal is the upload's.
     """
     try:
         header = sniff(reference, max_pixels=settings.EPHEMERA_MAX_PIXELS)
+        if e2e:
+            spec.accept(header.content_type)
     except ImageRejected:
+        if e2e:
+            raise
         raise job_error("integrity_error") from None
     array = _decode(reference, header)
-    return imaging.fit_within(array, settings.EPHEMERA_MAX_SIDE) if downscale else array
+    return imaging.fit_within(array, settings.EPHEMERA_MAX_SIDE) if spec.downscale_input else array
 
 
 def _decode(image: bytes, header: ImageHeader) -> np.ndarray:

@@ -18,11 +18,12 @@ from django.conf import settings
 from backend import metrics
 from backend.audit.privacy import run_privacy_audit
 from backend.audit.services import audit_purge
+from backend.env import ConfigError
 from backend.errors import job_error
 from backend.jobs import lifecycle
 from backend.pseudonyms import hashed_id
 from backend.webhooks import events
-from workers import health, isolation, limits, registry, sweeper
+from workers import e2e, health, isolation, limits, registry, sweeper
 from workers.celery_app import app
 from workers.model_files import ModelFileError
 from workers.pipeline import process_job
@@ -108,6 +109,10 @@ def _load_models(**_: Any) -> None:
     # In the parent, before the pool forks: children inherit loaded weights.
     try:
         registry.load_all()
+        e2e.private_keys()
+    except ConfigError as exc:
+        logger.critical("worker_not_started", extra={"reason": "e2e_keys", "detail": str(exc)})
+        raise SystemExit(1) from None
     except ModelFileError:
         # The model loader already logged which file failed and what to do.
         # SystemExit passes through Celery's signal dispatch (which logs and

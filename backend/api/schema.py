@@ -21,12 +21,14 @@ from typing import Any
 from django.conf import settings
 
 from backend.catalogue import CATALOGUE
+from ephemera_client import envelope
 
 API_PREFIX = "/api/v1/"
 JOBS = "/api/v1/jobs"
 JOB = "/api/v1/jobs/{job_id}"
 RESULT = "/api/v1/results/{token}"
 TASKS = "/api/v1/tasks"
+KEYS = "/api/v1/keys"
 
 #: What any authenticated operation may answer, whatever it does.
 COMMON_ERRORS: dict[int, tuple[str, list[str]]] = {
@@ -47,15 +49,18 @@ OPERATION_ERRORS: dict[tuple[str, str], dict[int, tuple[str, list[str]]]] = {
               "photo is missing (face_verify) or sent to a one-photo task, or the webhook "
               "URL is refused.",
               ["invalid_request", "malformed_request", "unknown_task", "invalid_params",
-               "reference_required", "reference_not_accepted", "invalid_webhook"]),
+               "reference_required", "reference_not_accepted", "invalid_webhook",
+               "invalid_envelope"]),
         403: ("face_verify without the operator's leave for this client, or without "
               "consent=true.", ["face_verify_not_enabled", "consent_required"]),
         413: ("The upload is over the byte limit (max_bytes in GET /api/v1/tasks).",
               ["payload_too_large"]),
         415: ("The request is not multipart/form-data, or the image is not a JPEG, PNG or "
               "WebP (read from its bytes, not its name).", ["unsupported_media_type"]),
-        422: ("The image is damaged, or has more pixels than max_pixels.",
-              ["undecodable_image", "image_too_large", "invalid_image"]),
+        422: ("The image is damaged, or has more pixels than max_pixels; or an end-to-end "
+              "envelope names a key that is not published or is retired (docs/e2e.md).",
+              ["undecodable_image", "image_too_large", "invalid_image", "unknown_key",
+               "key_retired"]),
         429: ("Too many submits a minute or jobs in flight for this client's tier, too many "
               "requests from this address, or the client is blocked after repeated "
               "rejected uploads; retry after Retry-After seconds.",
@@ -82,6 +87,29 @@ RETRY_AFTER = {
     "schema": {"type": "integer", "minimum": 1},
 }
 RESULT_TYPES = ("image/png", "image/jpeg", "image/webp")
+E2E_TYPE = envelope.CONTENT_TYPE
+KEYS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["suite", "service", "content_type", "keys"],
+    "properties": {
+        "suite": {"type": "object", "description": "RFC 9180 mode and algorithm ids."},
+        "service": {"type": "string", "description": "Bound into every envelope's info."},
+        "content_type": {"type": "string", "enum": [E2E_TYPE]},
+        "keys": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "public_key", "not_after", "active"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "public_key": {"type": "string", "format": "byte"},
+                    "not_after": {"type": ["string", "null"], "format": "date-time"},
+                    "active": {"type": "boolean"},
+                },
+            },
+        },
+    },
+}
 
 
 def complete_contract(
@@ -113,6 +141,10 @@ def complete_contract(
     _submit(paths[JOBS]["post"])
     _poll(paths[JOB]["get"])
     _download(paths[RESULT]["get"])
+    paths[KEYS]["get"]["responses"]["200"] = {
+        "description": "The workers' public HPKE keys for end-to-end encrypted jobs.",
+        "content": {"application/json": {"schema": KEYS_SCHEMA}},
+    }
     paths[TASKS]["get"]["responses"]["200"] = {
         "description": "The task catalogue.",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Catalogue"}}},
@@ -297,7 +329,8 @@ def _submit(operation: dict[str, Any]) -> None:
             "multipart/form-data": {
                 "schema": {"$ref": "#/components/schemas/JobSubmit"},
                 "encoding": {
-                    "image": {"contentType": "image/jpeg, image/png, image/webp"},
+                    "image": {"contentType": f"image/jpeg, image/png, image/webp, {E2E_TYPE}"},
+                    "reference": {"contentType": f"image/jpeg, image/png, image/webp, {E2E_TYPE}"},
                     "params": {"contentType": "application/json"},
                 },
             }
@@ -347,7 +380,7 @@ def _download(operation: dict[str, Any]) -> None:
             "Content-Disposition": {"schema": {"type": "string"}},
         },
         "content": {
-            **dict.fromkeys(RESULT_TYPES, binary),
+            **dict.fromkeys((*RESULT_TYPES, E2E_TYPE), binary),
             "application/json": {
                 "schema": {"type": "object", "description": "detect: faces and landmarks."}
             },

@@ -81,6 +81,9 @@ class JobSerializer(serializers.Serializer):
     error = ErrorSerializer(allow_null=True)
     result = ResultSerializer(allow_null=True)
     metrics = MetricsSerializer()
+    e2e = serializers.BooleanField(
+        help_text="The uploads were end-to-end envelopes; the result downloads as one."
+    )
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         record: JobRecord = instance
@@ -104,4 +107,5 @@ class JobSerializer(serializers.Serializer):
             "error": error,
             "result": result,
             "metrics": {"queued_ms": record.queued_ms, "run_ms": record.run_ms},
+            "e2e": record.e2e,
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 from django.conf import settings
@@ -19,7 +20,8 @@ from backend import abuse, metrics
 from backend.api.errors import ApiError
 from backend.audit.services import audit_record
 from backend.clients.models import ApiClient
-from backend.pseudonyms import owner_hash, subject_hash
+from backend.errors import UPLOAD_REJECTIONS, CodedError
+from backend.pseudonyms import client_subject, owner_hash, subject_hash
 
 
 def api_client(request: Request) -> ApiClient:
@@ -31,7 +33,7 @@ def client_subjects(request: Request) -> list[str]:
     """The client and the IP a request comes from, as the abuse module names them."""
     subjects = [subject_hash("ip", request.META.get("EPHEMERA_CLIENT_IP", ""))]
     if request.user is not None:
-        subjects.insert(0, subject_hash("client", str(request.user.pk)))
+        subjects.insert(0, client_subject(owner_hash(request.user.pk)))
     return subjects
 
 
@@ -51,7 +53,7 @@ class BlockedClientThrottle(BaseThrottle):
     def allow_request(self, request: Request, view: Any) -> bool:
         if request.user is None:
             return True
-        left = abuse.blocked_for(subjects=[subject_hash("client", str(request.user.pk))])
+        left = abuse.blocked_for(subjects=[client_subject(owner_hash(request.user.pk))])
         if left > 0:
             metrics.inc("ephemera_blocked_total")
             audit_record(event="blocked", client_id=getattr(request.user, "pk", None))
@@ -75,7 +77,7 @@ class SubmitRateThrottle(BaseThrottle):
         per_minute = settings.EPHEMERA_TIER_RATES.get(api_client(request).tier, 0)
         decision = abuse.rate_limit(
             scope="submit",
-            subject=subject_hash("client", str(request.user.pk)),
+            subject=client_subject(owner_hash(request.user.pk)),
             per_minute=per_minute,
             now=self.timer(),
         )
@@ -106,20 +108,24 @@ class InFlightThrottle(BaseThrottle):
         return True
 
 
-#: The answers that count as a rejected upload toward a temporary block.
-UPLOAD_REJECTIONS = frozenset(
-    {"payload_too_large", "unsupported_media_type", "undecodable_image", "image_too_large"}
-)
+@dataclass
+class UploadVerdict:
+    #: Whether the web saw the upload's bytes and found them valid. An end-to-end
+    #: envelope is only ciphertext here: its job process judges it (and counts a
+    #: bad one), so accepting the envelope must not wipe the count.
+    checked: bool = True
 
 
 @contextmanager
-def counting_rejections(request: Request) -> Iterator[None]:
+def counting_rejections(request: Request) -> Iterator[UploadVerdict]:
     """Count rejected uploads in a row; a valid one resets the count."""
     subjects = client_subjects(request)
+    verdict = UploadVerdict()
     try:
-        yield
-    except ApiError as exc:
+        yield verdict
+    except CodedError as exc:
         if exc.code in UPLOAD_REJECTIONS:
             abuse.note_rejected_upload(subjects=subjects)
         raise
-    abuse.note_accepted_upload(subjects=subjects)
+    if verdict.checked:
+        abuse.note_accepted_upload(subjects=subjects)

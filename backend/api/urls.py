@@ -10,5 +10,6 @@ urlpatterns = [
     path("jobs/<str:job_id>", views.JobDetailView.as_view(), name="job"),
     path("results/<str:token>", views.ResultView.as_view(), name="result"),
     path("tasks", views.TaskCatalogueView.as_view(), name="tasks"),
+    path("keys", views.KeysView.as_view(), name="keys"),
     path("privacy", PrivacyView.as_view(), name="privacy"),
 ]

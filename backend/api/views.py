@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend import e2e
 from backend.api.prefer import requested_wait
 from backend.api.serializers import JobSerializer, JobSubmitSerializer
 from backend.api.throttling import (
@@ -51,7 +52,7 @@ class JobCreateView(APIView):
         summary="Submit a photo to a task",
     )
     def post(self, request: Request) -> Response:
-        with counting_rejections(request):
+        with counting_rejections(request) as verdict:
             form = JobSubmitSerializer(data=request.data)
             form.is_valid(raise_exception=True)
             reference = form.validated_data.get("reference")
@@ -64,6 +65,7 @@ class JobCreateView(APIView):
                 consent=form.validated_data.get("consent"),
                 webhook=form.validated_data.get("webhook"),
             )
+            verdict.checked = not record.e2e
         wait = requested_wait(request)
         if wait:
             record = services.job_get(
@@ -118,3 +120,9 @@ class TaskCatalogueView(APIView):
             for spec in CATALOGUE.values()
         ]
         return Response({"tasks": tasks})
+
+
+class KeysView(APIView):
+    @extend_schema(summary="The workers' public keys for end-to-end encrypted jobs")
+    def get(self, request: Request) -> Response:
+        return Response(e2e.published())

@@ -34,6 +34,7 @@ from backend.audit.services import keyring_first_seen, keyring_observe
 from backend.ephemeral import crypto, keys
 from backend.ephemeral.connection import client
 from backend.ephemeral.records import FIELDS, record_ttl, webhook_event_ttl
+from ephemera_client import envelope
 
 logger = logging.getLogger(__name__)
 
@@ -349,7 +350,8 @@ def _audit_value(
     if redis_type == b"string":
         if not value:
             return  # deleted between the listing and the read
-        problem = _blob_problem(value, kids)
+        upload = ns_name in (keys.INPUT.name, keys.REFERENCE.name)
+        problem = _blob_problem(value, kids, upload=upload)
         if problem:
             tally.add("redis_value_format", f"values under {where} {problem}")
     elif redis_type == b"hash":
@@ -362,11 +364,21 @@ def _audit_value(
         tally.add("redis_value_format", f"streams under {where} hold entries other than a status")
 
 
-def _blob_problem(blob: bytes, kids: frozenset[str] | None) -> str | None:
+NOT_SEALED = "are not sealed blobs (plaintext or a foreign format); find the writer"
+
+
+def _blob_problem(blob: bytes, kids: frozenset[str] | None, *, upload: bool) -> str | None:
+    if upload and envelope.is_envelope(blob):
+        # An end-to-end upload is stored as it came: HPKE ciphertext for the workers.
+        try:
+            envelope.parse_upload(blob)
+        except envelope.EnvelopeMalformed:
+            return NOT_SEALED
+        return None
     try:
         parsed = crypto.parse(blob)
     except crypto.DecryptionError:
-        return "are not sealed blobs (plaintext or a foreign format); find the writer"
+        return NOT_SEALED
     if kids is not None and parsed.kid not in kids:
         return "are sealed under a key id missing from EPHEMERA_KEYS and can never open"
     return None

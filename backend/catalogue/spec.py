@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -9,6 +10,8 @@ from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+
+from backend.imaging import UnsupportedMediaType
 
 ACCEPTED_FORMATS: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp")
 
@@ -49,12 +52,18 @@ class TaskSpec:
         error = next(iter(sorted(self._validator.iter_errors(params), key=_error_order)), None)
         if error is not None:
             raise InvalidParams(_describe(error))
+        # Copies: a runner that changes its params must not change the schema's defaults.
         defaults = {
-            key: prop["default"]
+            key: copy.deepcopy(prop["default"])
             for key, prop in self.params_schema.get("properties", {}).items()
             if "default" in prop
         }
         return {**defaults, **params}
+
+    def accept(self, content_type: str) -> None:
+        """Refuse an upload format this task does not take (``unsupported_media_type``)."""
+        if content_type not in self.accepted_formats:
+            raise UnsupportedMediaType(f"{self.name} accepts {self.accepted_formats}.")
 
 
 def _error_order(error: ValidationError) -> tuple[str, ...]:

@@ -71,6 +71,8 @@ class JobRecord:
     deliveries: int = 0
     #: The webhook URL and the client it signs for, sealed (``backend.webhooks.events``).
     webhook_sealed: str | None = None
+    #: The uploads are end-to-end envelopes, and the result is sealed to the client.
+    e2e: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -114,6 +116,7 @@ class JobRecord:
             run_ms=int(values["run_ms"]) if values.get("run_ms") else None,
             deliveries=int(values.get("deliveries") or 0),
             webhook_sealed=values.get("webhook_sealed") or None,
+            e2e=values.get("e2e") == "1",
         )
 
     @classmethod

@@ -30,54 +30,56 @@ def create_job(
     owner: str,
     task: str,
     params: Mapping[str, Any],
-    header: ImageHeader,
+    header: ImageHeader | None,
     image: bytes,
     reference: bytes | None = None,
     webhook_sealed: str | None = None,
 ) -> JobRecord:
-    """Seal the upload(s) and write them with the record, atomically, all with TTLs."""
+    """Seal the upload(s) and write them with the record, atomically, all with TTLs.
+
+    Without a ``header`` the uploads are end-to-end envelopes (``backend.e2e``):
+    already encrypted for the workers, they are stored as they came.
+    """
     now = time.time()
     input_ttl = settings.EPHEMERA_INPUT_TTL
     ring = crypto.keyring()
+    e2e = header is None
     record = JobRecord(
         id=job_id,
         owner=owner,
         task=task,
         status="queued",
         params=dict(params),
-        format=header.format,
+        format="" if header is None else header.format,
         created_at=now,
         expires_at=now + input_ttl,
-        width=header.width,
-        height=header.height,
+        width=0 if header is None else header.width,
+        height=0 if header is None else header.height,
         webhook_sealed=webhook_sealed,
+        e2e=e2e,
     )
+
+    def sealed(data: bytes, purpose: str) -> bytes:
+        return data if e2e else crypto.seal(data, keyring=ring, purpose=purpose, subject=job_id)
+
     pipe = client().pipeline(transaction=True)
-    pipe.set(
-        keys.input_key(job_id),
-        crypto.seal(image, keyring=ring, purpose="in", subject=job_id),
-        ex=input_ttl,
-    )
+    pipe.set(keys.input_key(job_id), sealed(image, "in"), ex=input_ttl)
     if reference is not None:
-        pipe.set(
-            keys.reference_key(job_id),
-            crypto.seal(reference, keyring=ring, purpose="ref", subject=job_id),
-            ex=input_ttl,
-        )
-    pipe.hset(
-        keys.job_key(job_id),
-        mapping={
-            "owner": owner,
-            "task": task,
-            "status": record.status,
-            "params": json.dumps(record.params, sort_keys=True),
-            "format": header.format,
-            "width": header.width,
-            "height": header.height,
-            "created_at": repr(now),
-            "expires_at": repr(record.expires_at),
-        },
-    )
+        pipe.set(keys.reference_key(job_id), sealed(reference, "ref"), ex=input_ttl)
+    fields: dict[str | bytes, bytes | float | int | str] = {
+        "owner": owner,
+        "task": task,
+        "status": record.status,
+        "params": json.dumps(record.params, sort_keys=True),
+        "format": record.format,
+        "width": record.width,
+        "height": record.height,
+        "created_at": repr(now),
+        "expires_at": repr(record.expires_at),
+    }
+    if e2e:
+        fields["e2e"] = 1
+    pipe.hset(keys.job_key(job_id), mapping=fields)
     if webhook_sealed is not None:
         pipe.hset(keys.job_key(job_id), "webhook_sealed", webhook_sealed)
     pipe.expire(keys.job_key(job_id), record_ttl())
@@ -121,13 +123,18 @@ class Claim:
     sealed_reference: bytes | None = None
 
     def open_image(self) -> bytes:
+        """The upload; for an end-to-end job, its envelope (``workers.e2e`` opens it)."""
         if self.record is None or self.sealed_image is None:
             raise LookupError("nothing was claimed")
+        if self.record.e2e:
+            return self.sealed_image
         return _open(self.sealed_image, purpose="in", job_id=self.record.id)
 
     def open_reference(self) -> bytes | None:
         if not self.sealed_reference or self.record is None:
             return None
+        if self.record.e2e:
+            return self.sealed_reference
         return _open(self.sealed_reference, purpose="ref", job_id=self.record.id)
 
 
@@ -245,6 +252,8 @@ class TakenResult:
     job_id: str
     data: bytes
     content_type: str
+    #: The data is an end-to-end result envelope that only the client opens.
+    e2e: bool = False
 
 
 class ResultUnknown(LookupError):
@@ -277,7 +286,12 @@ def take_result(token: str, *, owner: str) -> TakenResult:
     if blob is None:
         raise ResultGone
     data = _open(blob, purpose="res", job_id=record.id)
-    return TakenResult(job_id=record.id, data=data, content_type=record.result_content_type or "")
+    return TakenResult(
+        job_id=record.id,
+        data=data,
+        content_type=record.result_content_type or "",
+        e2e=record.e2e,
+    )
 
 
 def wait_for_end(

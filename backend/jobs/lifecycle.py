@@ -27,16 +27,16 @@ from django.conf import settings
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from backend import metrics
+from backend import abuse, metrics
 from backend.audit.services import EventName, audit_record
 from backend.ephemeral import store
 from backend.ephemeral.keys import Status
 from backend.ephemeral.records import JobRecord, cancelled_ttl, ended_ttl, record_ttl
-from backend.errors import CodedError, job_error
+from backend.errors import UPLOAD_REJECTIONS, CodedError, job_error
 from backend.imaging import ImageHeader
 from backend.jobs import traces
 from backend.jobs.queue import enqueue_job
-from backend.pseudonyms import hashed_id
+from backend.pseudonyms import client_subject, hashed_id
 from backend.webhooks import events as webhooks
 
 logger = logging.getLogger(__name__)
@@ -51,13 +51,16 @@ def submit(
     owner: str,
     task: str,
     params: Mapping[str, Any],
-    header: ImageHeader,
+    header: ImageHeader | None,
     image: bytes,
     reference: bytes | None = None,
     consent: bool = False,
     webhook: str | None = None,
 ) -> JobRecord:
     """Trace, seal and queue a checked upload; the new job's record.
+
+    Without a ``header`` the uploads are end-to-end envelopes, checked by the
+    job process once it has opened them.
 
     ``consent`` records, in the audit row, that the client stated consent for a
     biometric task; only the yes is kept (the web refuses such a job without it).
@@ -111,7 +114,12 @@ def submit(
     metrics.inc("ephemera_jobs_submitted_total", task=task)
     logger.info(
         "job_submitted",
-        extra={"job": hashed_id(job_id), "task": task, "bytes_in": size, "format": header.format},
+        extra={
+            "job": hashed_id(job_id),
+            "task": task,
+            "bytes_in": size,
+            "format": "e2e" if header is None else header.format,
+        },
     )
     return record
 
@@ -140,6 +148,9 @@ def succeed(job_id: str, *, data: bytes, content_type: str, run_ms: int) -> stor
         logger.info("job_cancelled_while_running", extra={"job": hashed_id(job_id)})
         return None
     _ended(published.record)
+    if published.record.e2e:
+        # The job process found a valid photo in the envelope: an accepted upload.
+        abuse.note_accepted_upload(subjects=[client_subject(published.record.owner)])
     logger.info(
         "job_succeeded", extra={"job": hashed_id(job_id), "run_ms": run_ms, "bytes_out": len(data)}
     )
@@ -150,10 +161,20 @@ def fail(
     job_id: str, error: CodedError, *, expected: tuple[Status, ...] = ("running",)
 ) -> JobRecord | None:
     """End the job ``failed`` with the error's code and message, if it is in ``expected``."""
+    if error.code in UPLOAD_REJECTIONS:
+        _count_rejected_envelope(job_id)
     record = _end(job_id, new="failed", expected=expected, error=error)
     if record is not None:
         logger.info("job_failed", extra={"job": hashed_id(job_id), "code": error.code})
     return record
+
+
+def _count_rejected_envelope(job_id: str) -> None:
+    """The web could not look inside an envelope: what the job process found there
+    counts towards the client's block all the same, before anyone sees the end."""
+    record = store.get_job(job_id)
+    if record is not None and record.e2e and record.status == "running":
+        abuse.note_rejected_upload(subjects=[client_subject(record.owner)])
 
 
 def expire(

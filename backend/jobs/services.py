@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from backend import abuse
+from backend import abuse, e2e
 from backend.api.errors import ApiError
 from backend.audit.services import audit_record
 from backend.catalogue import InvalidParams, TaskSpec, get_spec
@@ -21,10 +21,12 @@ from backend.clients.models import ApiClient
 from backend.clients.webhook_secrets import has_webhook_secret
 from backend.ephemeral import store
 from backend.ephemeral.records import JobRecord
+from backend.errors import CodedError
 from backend.imaging import ImageHeader, ImageRejected, sniff
 from backend.jobs import lifecycle, traces
 from backend.pseudonyms import owner_hash
 from backend.webhooks.targets import WebhookRefused, check_url
+from ephemera_client import envelope
 
 
 def _not_found() -> ApiError:
@@ -56,9 +58,14 @@ def job_submit(
     except InvalidParams as exc:
         raise ApiError(400, "invalid_params", str(exc)) from None
     _check_inputs(spec, task=task, reference=reference)
-    header = _checked_upload(image, spec, client=client)
-    if reference is not None:
-        _checked_upload(reference, spec, client=client)
+    header: ImageHeader | None = None
+    if envelope.is_envelope(image) or (reference is not None and envelope.is_envelope(reference)):
+        # End to end encrypted: the job process checks the bytes once it has opened them.
+        _checked_envelopes(image, reference, client=client, task=task)
+    else:
+        header = _checked_upload(image, spec, client=client)
+        if reference is not None:
+            _checked_upload(reference, spec, client=client)
     if webhook is not None:
         # An empty value is a malformed URL, not "no webhook" (the schema says uri).
         _check_webhook(webhook, client=client)
@@ -115,10 +122,7 @@ def _check_inputs(spec: TaskSpec, *, task: str, reference: bytes | None) -> None
 
 def _checked_upload(data: bytes, spec: TaskSpec, *, client: ApiClient) -> ImageHeader:
     header = _checked_image(data, client=client, task=spec.name)
-    if header.content_type not in spec.accepted_formats:
-        raise ApiError(
-            415, "unsupported_media_type", f"{spec.name} accepts {spec.accepted_formats}."
-        )
+    spec.accept(header.content_type)
     return header
 
 
@@ -135,6 +139,19 @@ def _check_webhook(url: str, *, client: ApiClient) -> None:
             "webhook: this API client has no webhook signing secret yet; ask the operator "
             "to run `manage.py webhook_secret --name <client>`.",
         )
+
+
+def _checked_envelopes(
+    image: bytes, reference: bytes | None, *, client: ApiClient, task: str
+) -> None:
+    try:
+        e2e.checked_envelopes(image, reference)
+    except CodedError as exc:
+        size = len(image) + len(reference or b"")
+        audit_record(
+            event="rejected", client_id=client.pk, task=task, byte_size=size, outcome=exc.code
+        )
+        raise
 
 
 def _checked_image(image: bytes, *, client: ApiClient, task: str) -> ImageHeader:
@@ -204,7 +221,9 @@ def result_take(*, client: ApiClient, token: str) -> Download:
     audit_record(
         event="downloaded", client_id=client.pk, job_id=taken.job_id, byte_size=len(taken.data)
     )
-    return Download(data=taken.data, content_type=taken.content_type)
+    # An end-to-end result is an envelope; the job body names what it opens to.
+    content_type = envelope.CONTENT_TYPE if taken.e2e else taken.content_type
+    return Download(data=taken.data, content_type=content_type)
 
 
 def _is_uuid(value: str) -> bool:

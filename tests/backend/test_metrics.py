@@ -12,7 +12,6 @@ from pytest_django.fixtures import Settings
 from backend import metrics
 from backend.ephemeral import connection, keys
 from backend.jobs.queue import JOBS_QUEUE
-from tests.conftest import forget_redis_connections
 
 
 def exported(name: str) -> Metric:
@@ -92,11 +91,11 @@ def test_a_write_never_raises_when_redis_is_down(
 ) -> None:
     live_url = settings.REDIS_URL
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    forget_redis_connections()
+    connection.forget()
     try:
         with caplog.at_level(logging.WARNING, logger="backend.metrics"):
             metrics.inc("ephemera_blocked_total")
     finally:
         settings.REDIS_URL = live_url
-        forget_redis_connections()
+        connection.forget()
     assert [record.message for record in caplog.records] == ["metric_write_failed"]

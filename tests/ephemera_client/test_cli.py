@@ -281,3 +281,16 @@ def test_ctrl_c_deletes_the_job_it_started(
     assert f"interrupted: deleted job {job_id}" in term.text()
     assert not redis_conn.exists(f"eph:in:{job_id}"), "the upload survived Ctrl-C"
     assert store.get_job(job_id).status == "cancelled"  # type: ignore[union-attr]
+
+
+def test_photos_are_end_to_end_encrypted_unless_told_otherwise(
+    stack: LiveStack, tmp_path: Path
+) -> None:
+    photo_file(tmp_path)
+    for flags, expected in (((), True), (("--no-e2e",), False)):
+        done = ephemera(stack, *flags, "run", "cartoonize", "photo.jpg", "--json", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        (line,) = [json.loads(text) for text in done.stdout.splitlines()]
+        assert (line["status"], line["e2e"]) == ("succeeded", expected), line
+        # Either way the file written is the plain result, opened on this side.
+        assert cv2.imread(str(tmp_path / line["output"])) is not None

@@ -102,8 +102,17 @@ def test_errors_arrive_as_typed_exceptions(
         client.submit("no_such_task", photo_file(tmp_path))
     assert unknown.value.code == "unknown_task"
 
-    with pytest.raises(UnsupportedMediaType):
-        client.submit("anonymize", b"this is not an image, only text" * 10)
+    # Encrypted, the upload is judged by the job process: the job fails with the code
+    # the web answers a plain upload with.
+    not_an_image = b"this is not an image, only text" * 10
+    job = client.submit("anonymize", not_an_image, wait=60)
+    assert job.e2e and job.error is not None
+    assert (job.status, job.error.code) == ("failed", "unsupported_media_type")
+    with (
+        Client(url=live_stack.url, api_key=live_stack.key, e2e=False) as plain,
+        pytest.raises(UnsupportedMediaType),
+    ):
+        plain.submit("anonymize", not_an_image)
 
     with pytest.raises(NotFound) as missing:
         client.get(str(uuid.uuid4()))

@@ -193,3 +193,16 @@ def test_the_beat_check_wants_a_recent_schedule_file(tmp_path: Path) -> None:
 
 def test_the_health_check_rejects_an_unknown_role() -> None:
     assert healthcheck.main(["database"]) == 2
+
+
+def test_compose_gives_the_private_end_to_end_keys_to_the_workers_only(compose: Obj) -> None:
+    holders = {
+        name
+        for name, service in compose["services"].items()
+        if "e2e_private_keys" in service.get("secrets", [])
+        or any("E2E_PRIVATE" in str(key) for key in service.get("environment", {}))
+    }
+    assert holders == {"worker"}
+    assert compose["secrets"]["e2e_private_keys"] == {"file": "./e2e_private_keys"}
+    # The file is never committed: git ignores it beside the .env.
+    assert "e2e_private_keys" in (DOCKER / ".gitignore").read_text().split()

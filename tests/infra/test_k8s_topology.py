@@ -409,3 +409,56 @@ def test_the_secret_templates_hold_every_referenced_key_and_only_placeholders(
         assert "data" not in template, "templates use stringData with placeholders"
         for value in template["stringData"].values():
             assert "CHANGE_ME" in value, value
+
+
+# --- End-to-end keys: the private halves reach worker pods only -----------------------
+
+
+def _e2e_private_exposure(obj: Obj) -> list[str]:
+    """Where a workload gets the workers' private end-to-end keys: env, envFrom or volumes."""
+    spec = pod_spec(obj)
+    found = []
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        for env in container.get("env", []):
+            if env["name"].startswith("EPHEMERA_E2E_PRIVATE_KEYS"):
+                found.append(f"env {env['name']}")
+            if env.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "ephemera-e2e":
+                found.append(f"env from secret ({env['name']})")
+        for source in container.get("envFrom", []):
+            if source.get("secretRef", {}).get("name") == "ephemera-e2e":
+                found.append("envFrom secret")
+    for volume in spec.get("volumes", []):
+        sources = [volume.get("secret", {})]
+        sources += [
+            item.get("secret", {}) for item in volume.get("projected", {}).get("sources", [])
+        ]
+        if any(
+            source.get("secretName", source.get("name")) == "ephemera-e2e" for source in sources
+        ):
+            found.append(f"volume {volume['name']}")
+    return found
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_worker_pods_get_the_private_end_to_end_keys(overlay: str) -> None:
+    exposure = {
+        obj["metadata"]["name"]: _e2e_private_exposure(obj)
+        for obj in workloads(render(K8S / "overlays" / overlay))
+    }
+    assert exposure.pop("worker") == [
+        "env EPHEMERA_E2E_PRIVATE_KEYS_FILE",
+        "volume secrets",
+    ]
+    assert all(found == [] for found in exposure.values()), exposure
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_web_and_workers_read_the_public_keys_from_the_shared_config(overlay: str) -> None:
+    objects = render(K8S / "overlays" / overlay)
+    assert "EPHEMERA_E2E_PUBLIC_KEYS" in find(objects, "ConfigMap", "ephemera-config")["data"]
+    for name in ("web", "worker"):
+        containers = pod_spec(find(objects, "Deployment", name))["containers"]
+        sources = [
+            source.get("configMapRef", {}).get("name") for source in containers[0]["envFrom"]
+        ]
+        assert "ephemera-config" in sources

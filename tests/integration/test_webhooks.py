@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import cv2
 import httpx
@@ -14,7 +16,7 @@ from tests.conftest import portrait
 from tests.harness import manage
 from tests.integration.helpers import pause_consumers, resume_consumers
 from tests.integration.live_stack import LiveStack, live_stack
-from tests.webhook_receiver import receiver
+from tests.webhook_receiver import Receiver, receiver
 
 __all__ = ["live_stack"]
 
@@ -67,28 +69,35 @@ def test_a_job_ends_with_a_signed_post_retried_after_a_500(
     assert jpeg[:64] not in second.body
 
 
-def test_a_deleted_queued_job_posts_cancelled(
-    live_stack: LiveStack, hooked_client: tuple[str, str]
-) -> None:
-    key, secret = hooked_client
-    auth = {"Authorization": f"Bearer {key}"}
+@contextmanager
+def queued_with_webhook(live_stack: LiveStack, key: str) -> Iterator[tuple[Receiver, str]]:
+    """A job held queued (the worker does not consume) with a webhook: the receiver and id."""
     pause_consumers(live_stack.worker)
     try:
         with receiver() as hook:
             answer = httpx.post(
                 f"{live_stack.url}/api/v1/jobs",
-                headers=auth,
+                headers={"Authorization": f"Bearer {key}"},
                 files={"image": ("photo.jpg", jpeg_bytes(), "image/jpeg")},
                 data={"task": "detect", "webhook": hook.url()},
                 timeout=30,
             )
             assert answer.status_code == 202, answer.text
-            job_id = answer.json()["id"]
-            deleted = httpx.delete(f"{live_stack.url}/api/v1/jobs/{job_id}", headers=auth)
-            assert deleted.status_code == 204
-            (post,) = hook.wait_for(1, timeout=30)
+            yield hook, answer.json()["id"]
     finally:
         resume_consumers(live_stack.worker)
+
+
+def test_a_deleted_queued_job_posts_cancelled(
+    live_stack: LiveStack, hooked_client: tuple[str, str]
+) -> None:
+    key, secret = hooked_client
+    with queued_with_webhook(live_stack, key) as (hook, job_id):
+        deleted = httpx.delete(
+            f"{live_stack.url}/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"}
+        )
+        assert deleted.status_code == 204
+        (post,) = hook.wait_for(1, timeout=30)
     body = Webhook(secret).verify(post.body, post.headers)
     assert (body["id"], body["status"], body["error"]) == (job_id, "cancelled", None)
 
@@ -97,27 +106,15 @@ def test_a_job_redis_lost_posts_failed_lost(
     live_stack: LiveStack, hooked_client: tuple[str, str], redis_conn: redis.Redis
 ) -> None:
     key, secret = hooked_client
-    auth = {"Authorization": f"Bearer {key}"}
-    pause_consumers(live_stack.worker)
-    try:
-        with receiver() as hook:
-            answer = httpx.post(
-                f"{live_stack.url}/api/v1/jobs",
-                headers=auth,
-                files={"image": ("photo.jpg", jpeg_bytes(), "image/jpeg")},
-                data={"task": "detect", "webhook": hook.url()},
-                timeout=30,
-            )
-            assert answer.status_code == 202, answer.text
-            job_id = answer.json()["id"]
-            # Redis loses everything about the job; only its durable trace is left.
-            for found in redis_conn.scan_iter(match=f"eph:*{job_id}*"):
-                redis_conn.delete(found)
-            polled = httpx.get(f"{live_stack.url}/api/v1/jobs/{job_id}", headers=auth)
-            assert polled.json()["error"]["code"] == "lost"
-            (post,) = hook.wait_for(1, timeout=30)
-    finally:
-        resume_consumers(live_stack.worker)
+    with queued_with_webhook(live_stack, key) as (hook, job_id):
+        # Redis loses everything about the job; only its durable trace is left.
+        for found in redis_conn.scan_iter(match=f"eph:*{job_id}*"):
+            redis_conn.delete(found)
+        polled = httpx.get(
+            f"{live_stack.url}/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"}
+        )
+        assert polled.json()["error"]["code"] == "lost"
+        (post,) = hook.wait_for(1, timeout=30)
     body = Webhook(secret).verify(post.body, post.headers)
     assert (body["id"], body["status"]) == (job_id, "failed")
     assert body["error"]["code"] == "lost"

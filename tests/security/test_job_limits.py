@@ -17,7 +17,6 @@ from celery import Celery
 from backend.ephemeral import connection, keys, store
 from tests.conftest import (
     REPO,
-    forget_redis_connections,
     migrate_worker_database,
     portrait,
     worker_env,
@@ -84,13 +83,13 @@ def limits_db(settings: object, tmp_path: Path) -> Iterator[str]:
     live = settings.REDIS_URL  # type: ignore[attr-defined]
     url = f"{live.rsplit('/', 1)[0]}/{LIMITS_DB}"
     settings.REDIS_URL = url  # type: ignore[attr-defined]
-    forget_redis_connections()
+    connection.forget()
     try:
         yield url
     finally:
         redis.Redis.from_url(url).flushdb()
         settings.REDIS_URL = live  # type: ignore[attr-defined]
-        forget_redis_connections()
+        connection.forget()
 
 
 def test_a_job_over_its_time_limit_fails_and_the_worker_goes_on(

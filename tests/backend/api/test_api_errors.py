@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from backend.api.errors import server_error
 from backend.ephemeral import connection
-from tests.conftest import Persona, Upload, forget_redis_connections, portrait
+from tests.conftest import Persona, Upload, portrait
 from tests.integration.helpers import submit
 
 
@@ -103,14 +103,14 @@ def test_a_dead_redis_is_503_backend_unavailable(
 ) -> None:
     live_url = settings.REDIS_URL  # type: ignore[attr-defined]
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # type: ignore[attr-defined]
-    forget_redis_connections()
+    connection.forget()
     try:
         assert_error(submit(alice.api, canary_jpeg.data), 503, "backend_unavailable")
         assert_error(alice.api.get("/api/v1/tasks"), 503, "backend_unavailable")
         assert Client().get("/readyz").status_code == 503
     finally:
         settings.REDIS_URL = live_url  # type: ignore[attr-defined]
-        forget_redis_connections()
+        connection.forget()
 
 
 def test_the_task_catalogue_lists_params_and_limits(alice: Persona) -> None:

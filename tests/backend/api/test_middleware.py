@@ -9,8 +9,8 @@ from pytest_django.fixtures import Settings
 
 from backend import abuse
 from backend.api.middleware import ApiGuardMiddleware
+from backend.ephemeral import connection
 from backend.pseudonyms import subject_hash
-from tests.conftest import forget_redis_connections
 
 NOW = 1_000_000.0
 
@@ -80,12 +80,12 @@ def test_it_refuses_a_blocked_ip_with_the_time_left(
 def test_it_answers_503_with_a_retry_when_redis_is_down(settings: Settings) -> None:
     live_url = settings.REDIS_URL
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    forget_redis_connections()
+    connection.forget()
     try:
         refused = guard()(api_get())
     finally:
         settings.REDIS_URL = live_url
-        forget_redis_connections()
+        connection.forget()
     assert (refused.status_code, refused["Retry-After"]) == (503, "5")
     assert b"backend_unavailable" in refused.content
 

@@ -18,7 +18,7 @@ from backend.api.throttling import (
 )
 from backend.audit.models import AuditEvent
 from backend.clients.models import ApiClient
-from backend.pseudonyms import owner_hash, subject_hash
+from backend.pseudonyms import client_subject, owner_hash, subject_hash
 from tests.conftest import Persona
 from tests.factories import queued_job
 
@@ -89,7 +89,7 @@ def test_it_refuses_a_blocked_client_with_the_time_left(
     settings.EPHEMERA_BLOCK_AFTER = 1
     settings.EPHEMERA_BLOCK_SECONDS = 600
     assert BlockedClientThrottle().allow_request(request_by(client_row), None)
-    abuse.note_rejected_upload(subjects=[subject_hash("client", str(client_row.pk))])
+    abuse.note_rejected_upload(subjects=[client_subject(owner_hash(client_row.pk))])
     with pytest.raises(ApiError) as refused:
         BlockedClientThrottle().allow_request(request_by(client_row), None)
     assert refused.value.code == "temporarily_blocked"
@@ -108,7 +108,7 @@ def test_rejected_uploads_block_both_the_client_and_its_ip(
     settings.EPHEMERA_BLOCK_AFTER = 2
     for _ in range(2):
         reject(request_by(client_row), "unsupported_media_type")
-    for subject in (subject_hash("client", str(client_row.pk)), subject_hash("ip", "198.51.100.7")):
+    for subject in (client_subject(owner_hash(client_row.pk)), subject_hash("ip", "198.51.100.7")):
         assert abuse.blocked_for(subjects=[subject]) > 0
 
 
@@ -118,4 +118,4 @@ def test_errors_that_are_no_rejected_upload_do_not_count(
     settings.EPHEMERA_BLOCK_AFTER = 2
     for _ in range(3):
         reject(request_by(client_row), "invalid_request")
-    assert abuse.blocked_for(subjects=[subject_hash("client", str(client_row.pk))]) == 0
+    assert abuse.blocked_for(subjects=[client_subject(owner_hash(client_row.pk))]) == 0

@@ -16,6 +16,8 @@ from django.conf import settings as django_settings
 from pytest_django.fixtures import Settings
 
 from backend.ephemeral import crypto, keys
+from ephemera_client import envelope
+from ephemera_client.envelope import KeyPair
 from tests.backend.audit.helpers import AuditRun, checks, queued_job, succeeded_job
 from tests.services import REPO
 
@@ -117,6 +119,25 @@ def test_it_finds_a_plaintext_photo_under_eph_in(
     assert checks(lines) == {"redis_value_format"}
     assert "not sealed" in lines[0]["detail"]
     assert job_id not in str(lines) and "JFIF" not in str(lines)
+
+
+def test_an_end_to_end_upload_is_ciphertext_and_a_fake_envelope_is_not(
+    healthy: redis.Redis, privacy_audit: Audit
+) -> None:
+    worker, reply = KeyPair.generate(), KeyPair.generate()
+    sealed_upload = envelope.seal_upload(
+        b"\xff\xd8\xff holiday", key_id="w1", public_key=worker.public,
+        reply_key=reply.public, service="ephemera", task="cartoonize",
+    )  # fmt: skip
+    healthy.set(keys.input_key(str(uuid.uuid4())), sealed_upload, ex=60)
+    code, lines = privacy_audit()
+    assert (code, checks(lines)) == (0, set())
+
+    # The magic alone does not make plaintext pass for an envelope.
+    healthy.set(keys.reference_key(str(uuid.uuid4())), b"EPHK holiday photo", ex=60)
+    code, lines = privacy_audit()
+    assert (code, checks(lines)) == (1, {"redis_value_format"})
+    assert "holiday" not in str(lines)
 
 
 def test_it_finds_an_unknown_field_in_a_job_record(

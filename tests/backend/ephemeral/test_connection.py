@@ -14,7 +14,6 @@ import redis
 
 from backend.ephemeral import connection, keys, store
 from backend.ephemeral.connection import sentinel_config
-from tests.conftest import forget_redis_connections
 from tests.factories import queued_job
 from tests.services import free_port, start_redis
 
@@ -61,12 +60,12 @@ def test_jobs_are_stored_on_the_master_the_sentinels_name(
 ) -> None:
     settings.REDIS_URL = f"sentinel://127.0.0.1:{sentinel_port}/0"  # type: ignore[attr-defined]
     settings.REDIS_SENTINEL_MASTER = "ephemera"  # type: ignore[attr-defined]
-    forget_redis_connections()
+    connection.forget()
     try:
         job_id = queued_job(b"x")
         assert store.claim_job(job_id, deadline=time.time() + 60).open_image() == b"x"
     finally:
-        forget_redis_connections()
+        connection.forget()
     # Read back over a plain connection to the master itself.
     assert redis_conn.hget(keys.job_key(job_id), "status") == b"running"
 
@@ -81,7 +80,7 @@ def own_redis(tmp_path: Path, settings: object) -> Iterator[OwnRedis]:
     servers = [start_redis(port, tmp_path)]
     live_url = settings.REDIS_URL  # type: ignore[attr-defined]
     settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"  # type: ignore[attr-defined]
-    forget_redis_connections()
+    connection.forget()
     try:
         yield port, servers
     finally:
@@ -89,7 +88,7 @@ def own_redis(tmp_path: Path, settings: object) -> Iterator[OwnRedis]:
             server.terminate()
             server.wait(timeout=10)
         settings.REDIS_URL = live_url  # type: ignore[attr-defined]
-        forget_redis_connections()
+        connection.forget()
 
 
 def test_the_cached_client_reconnects_by_itself_after_a_restart(

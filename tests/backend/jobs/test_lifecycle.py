@@ -11,11 +11,11 @@ import redis
 
 from backend.audit.models import AuditEvent
 from backend.ephemeral import keys, store
-from backend.errors import job_error
+from backend.errors import CodedError, job_error
 from backend.imaging import ImageHeader
 from backend.jobs import lifecycle
 from backend.jobs.models import JobTrace
-from backend.pseudonyms import hashed_id
+from backend.pseudonyms import client_subject, hashed_id
 from tests.factories import NOBODY, queued_job, running_job
 
 pytestmark = pytest.mark.django_db
@@ -176,3 +176,26 @@ def test_cancel_counts_an_active_job_once_and_audits_the_delete(redis_conn: redi
     assert audited(job_id) == [("deleted", "")]
     lifecycle.cancel(job_id, client_id=1)  # the tombstone: nothing more to count
     assert finished(redis_conn, "cancelled") == 1
+
+
+def rejections(redis_conn: redis.Redis, owner: str) -> int:
+    return int(redis_conn.get(keys.rejections_key(client_subject(owner))) or 0)
+
+
+def test_what_a_job_process_finds_inside_an_envelope_counts_towards_the_block(
+    redis_conn: redis.Redis,
+) -> None:
+    owner = "e" * 64
+    for _ in range(2):
+        job_id = running_job(image=b"EPHK envelope", owner=owner, e2e=True)
+        lifecycle.fail(job_id, CodedError("unsupported_media_type", "not an image", status=415))
+    assert rejections(redis_conn, owner) == 2
+    # A plain job's worker-side failure is the service's business, not the upload's.
+    plain = running_job(owner=owner)
+    lifecycle.fail(plain, job_error("internal_error"))
+    lifecycle.fail(running_job(owner=owner), CodedError("image_too_large", "big", status=422))
+    assert rejections(redis_conn, owner) == 2
+    # A valid photo found in an envelope is an accepted upload: the count starts over.
+    good = running_job(image=b"EPHK envelope", owner=owner, e2e=True)
+    assert lifecycle.succeed(good, data=b"sealed", content_type="image/png", run_ms=1)
+    assert rejections(redis_conn, owner) == 0

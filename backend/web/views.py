@@ -19,6 +19,7 @@ def index(request: HttpRequest) -> HttpResponse:
         request,
         "web/index.html",
         {
+            "hpke_url": assets.url("hpke.js"),
             "script_url": assets.url("app.js"),
             "style_url": assets.url("app.css"),
             "icon_url": assets.url("favicon.svg"),

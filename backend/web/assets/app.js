@@ -1,6 +1,8 @@
 // The Ephemera web page: talks to API v1 on this origin, keeps the API key and
 // the result in this page's memory only (no cookie, no storage, no URL), and
-// shows everything as text (Trusted Types forbid HTML sinks anyway).
+// shows everything as text (Trusted Types forbid HTML sinks anyway). When the
+// service publishes a worker key, the photo is encrypted here, end to end
+// (docs/e2e.md, hpke.js), and the result is decrypted here.
 "use strict";
 
 (function () {
@@ -8,7 +10,7 @@
   const POLL_SECONDS = 1;
 
   /** Everything the page knows, in memory only; gone with the tab. */
-  const state = { key: null, tasks: [], job: null, resultUrl: null, busy: false };
+  const state = { key: null, tasks: [], e2e: null, reply: null, job: null, resultUrl: null, busy: false };
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -18,7 +20,7 @@
     progressSection: $("progress-section"), progress: $("progress"), status: $("status"),
     del: $("delete"), resultSection: $("result-section"), resultTitle: $("result-title"),
     resultImage: $("result-image"), resultJson: $("result-json"), save: $("save"),
-    error: $("error"),
+    error: $("error"), e2eNotice: $("e2e-notice"),
   };
 
   class ApiError extends Error {
@@ -82,6 +84,7 @@
     try {
       const body = await (await api("GET", "/tasks")).json();
       state.tasks = body.tasks;
+      await loadKeys();
       fillTasks();
       el.form.hidden = false;
       el.task.focus();
@@ -93,6 +96,21 @@
       el.connectButton.disabled = false;
     }
   });
+
+  /** The worker key to encrypt to, or null when the service publishes none (then
+   * the page sends the photo as it did before end-to-end encryption). */
+  async function loadKeys() {
+    const body = await (await api("GET", "/keys")).json();
+    const active = body.keys.find((key) => key.active);
+    state.e2e = active ? {
+      service: body.service,
+      contentType: body.content_type,
+      keyId: active.id,
+      publicKey: Uint8Array.from(atob(active.public_key), (c) => c.charCodeAt(0)),
+    } : null;
+    // The notice tells the truth about this upload, before the consent box.
+    el.e2eNotice.hidden = state.e2e === null;
+  }
 
   function fillTasks() {
     el.task.replaceChildren();
@@ -230,7 +248,10 @@
     el.progressSection.hidden = false;
     el.resultSection.hidden = true;
     try {
-      const job = await upload(el.task.value, el.image.files[0], params);
+      // The key list is read again: a rotation since "Load the tasks" moved the active key.
+      await loadKeys();
+      const image = state.e2e ? await encrypt(el.task.value, el.image.files[0]) : el.image.files[0];
+      const job = await upload(el.task.value, image, params);
       state.job = job;
       el.del.disabled = false;
       const done = await follow(job);
@@ -243,10 +264,31 @@
       say("");
       showError(error);
     } finally {
+      // The reply key has served its one download, or the job ended without one.
+      state.reply = null;
       state.busy = false;
       updateSubmit();
     }
   });
+
+  /** The photo as an upload envelope for the active worker key. The one-time reply
+   * key's private half cannot leave WebCrypto and stays in memory until the one
+   * download opens the result. */
+  async function encrypt(task, file) {
+    say("Encrypting the photo in this page.");
+    const replyKey = await EphemeraHPKE.newReplyKey();
+    const envelope = await EphemeraHPKE.sealUpload({
+      keyId: state.e2e.keyId,
+      publicKey: state.e2e.publicKey,
+      service: state.e2e.service,
+      task: task,
+      role: "image",
+      replyKey: replyKey,
+      plaintext: new Uint8Array(await file.arrayBuffer()),
+    });
+    state.reply = { replyKey: replyKey, service: state.e2e.service };
+    return new Blob([envelope], { type: state.e2e.contentType });
+  }
 
   /** POST the photo with XMLHttpRequest: fetch cannot report upload progress. */
   function upload(task, file, params) {
@@ -293,7 +335,8 @@
 
   async function showResult(job) {
     say("Downloading the result (once).");
-    const blob = await (await api("GET", job.result.url.replace(/^\/api\/v1/, ""))).blob();
+    const download = await api("GET", job.result.url.replace(/^\/api\/v1/, ""));
+    const blob = job.e2e ? await decrypt(job, download) : await download.blob();
     state.resultUrl = URL.createObjectURL(blob);
     if (job.result.content_type === "application/json") {
       el.resultJson.textContent = JSON.stringify(JSON.parse(await blob.text()), null, 2);
@@ -310,8 +353,24 @@
     el.save.href = state.resultUrl;
     el.save.hidden = false;
     el.resultSection.hidden = false;
-    say("Done: the result was downloaded and deleted from the server.");
+    say("Done: the result was downloaded and deleted from the server." +
+      (job.e2e ? " End-to-end encrypted: only the worker saw your photo, and only this page the result." : ""));
     el.resultTitle.focus();
+  }
+
+  /** The result envelope, opened with the reply key of the upload. */
+  async function decrypt(job, download) {
+    const reply = state.reply;
+    if (!reply) throw new Error("The result is encrypted to a key this page no longer holds.");
+    say("Decrypting the result in this page.");
+    const plaintext = await EphemeraHPKE.openResult({
+      replyKey: reply.replyKey,
+      service: reply.service,
+      task: job.task,
+      jobId: job.id,
+      envelope: new Uint8Array(await download.arrayBuffer()),
+    });
+    return new Blob([plaintext], { type: job.result.content_type });
   }
 
   function extension(contentType) {
@@ -321,6 +380,7 @@
   async function forgetResult() {
     if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
     state.resultUrl = null;
+    state.reply = null;
     el.resultImage.removeAttribute("src");
     el.resultImage.hidden = true;
     el.resultJson.textContent = "";

@@ -4,7 +4,9 @@ against the real stack: gunicorn, a Celery worker, Redis.
 A person types a key, picks a task, reads the notice, consents, uploads a real
 photo and gets the result once; "Delete now" purges the job. Every request the
 browser made is recorded: all of them go to the page's own origin. Nothing is
-left in cookies or browser storage.
+left in cookies or browser storage. The stack publishes a worker key, so the page
+encrypts the photo end to end and decrypts the result; a web that publishes none
+gets the photo as before.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,6 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -32,46 +31,30 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from backend.catalogue import CATALOGUE
 from backend.ephemeral import store
 from ephemera_client import Client, ResultGone
-from tests.harness import REPO
+from ephemera_client.envelope import CONTENT_TYPE, KeyPair
+from tests.harness import REPO, running, wait_for_http
 from tests.integration.live_stack import LiveStack, photo_file
+from tests.services import free_port
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOT = REPO / "docs" / "web-page.png"
 
 
-@pytest.fixture
-def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriver]:
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.fail("chromium and chromium-driver are not installed: run `make test`")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1000,1400",
-    ):
-        options.add_argument(argument)
-    # Every request the browser makes, from the DevTools network events.
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
-    # Selenium Manager must not look for drivers on the network: both paths are given.
-    monkeypatch.setenv("SE_OFFLINE", "true")
-    driver = webdriver.Chrome(options=options, service=service)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+@pytest.fixture(scope="module")
+def keyless_web(live_stack: LiveStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second web on the live stack whose one worker key is retired: it publishes no
+    key, as a service that has not turned end-to-end encryption on."""
+    port = free_port()
+    retired = base64.b64encode(KeyPair.generate().public).decode()
+    env = {
+        **live_stack.env,
+        "PORT": str(port),
+        "EPHEMERA_E2E_PUBLIC_KEYS": f"old:{retired}@2020-01-01T00:00:00Z",
+    }
+    with running("web", env=env, log_dir=tmp_path_factory.mktemp("keyless-web")) as web:
+        assert wait_for_http(web, port, "/healthz").status == 200
+        yield f"http://127.0.0.1:{port}"
 
 
 def requested_urls(driver: WebDriver) -> list[str]:
@@ -81,6 +64,59 @@ def requested_urls(driver: WebDriver) -> list[str]:
         if message["method"] == "Network.requestWillBeSent":
             urls.append(message["params"]["request"]["url"])
     return urls
+
+
+def response_types(driver: WebDriver) -> dict[str, str]:
+    """The content type the browser got for each URL it fetched."""
+    types = {}
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.responseReceived":
+            types[message["params"]["response"]["url"]] = message["params"]["response"]["mimeType"]
+    return types
+
+
+def upload_a_photo(driver: WebDriver, url: str, key: str, photo: Path) -> None:
+    """Key, anonymize, photo, consent, upload; the sent ``image`` part is kept in
+    ``window.sentImage``, as the network got it."""
+    driver.get(url + "/")
+    driver.find_element(By.ID, "api-key").send_keys(key)
+    driver.find_element(By.ID, "connect-button").click()
+    task = wait_for(driver, expected_conditions.visibility_of_element_located((By.ID, "task")))
+    Select(task).select_by_value("anonymize")
+    driver.find_element(By.ID, "image").send_keys(str(photo))
+    driver.find_element(By.ID, "consent").click()
+    driver.execute_script(
+        """
+        const send = XMLHttpRequest.prototype.send;
+        XMLHttpRequest.prototype.send = function (body) {
+          window.sentImage = body.get("image");
+          return send.call(this, body);
+        };
+        """
+    )
+    driver.find_element(By.ID, "submit").click()
+
+
+def sent_image(driver: WebDriver) -> tuple[str, bytes]:
+    """The content type and bytes of the ``image`` part the page sent."""
+    kind, data = driver.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        const image = window.sentImage;
+        image.arrayBuffer().then((data) => done([image.type, Array.from(new Uint8Array(data))]));
+        """
+    )
+    return kind, bytes(data)
+
+
+def job_body(url: str, key: str, requested: list[str]) -> dict[str, Any]:
+    """The job the page polled, as the API tells its owner."""
+    (job_id,) = {
+        match.group(1) for u in requested if (match := re.search(r"/api/v1/jobs/([0-9a-f-]+)$", u))
+    }
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
+        return http.get(f"/api/v1/jobs/{job_id}").raise_for_status().json()
 
 
 def press(driver: WebDriver, *keys: str) -> None:
@@ -204,6 +240,68 @@ def test_a_person_uploads_a_photo_gets_it_once_and_deletes_it(
     assert errors == []
 
 
+def test_the_page_encrypts_the_photo_and_decrypts_the_result_end_to_end(
+    live_stack: LiveStack, browser: WebDriver, tmp_path: Path
+) -> None:
+    photo = photo_file(tmp_path)
+    upload_a_photo(browser, live_stack.url, live_stack.key, photo)
+    # The notice says so before the consent box is ticked.
+    assert "End-to-end encrypted" in browser.find_element(By.ID, "e2e-notice").text
+
+    result = wait_for(
+        browser, expected_conditions.visibility_of_element_located((By.ID, "result-image"))
+    )
+    # The page decrypted the result itself: the server answered an envelope, the page
+    # shows an image that decodes.
+    assert browser.execute_script("return arguments[0].naturalWidth", result) == 512
+    assert "End-to-end encrypted" in browser.find_element(By.ID, "status").text
+    types = response_types(browser)
+    (download,) = [url for url in types if "/api/v1/results/" in url]
+    assert types[download] == CONTENT_TYPE
+    # What left the page was an envelope of exactly the photo: header, enc, ciphertext.
+    kind, sent = sent_image(browser)
+    assert kind == CONTENT_TYPE
+    assert sent[:5] == b"EPHK\x01"
+    assert len(sent) == 6 + sent[5] + 32 + 32 + photo.stat().st_size + 16
+    job = job_body(live_stack.url, live_stack.key, list(types))
+    assert job["status"] == "succeeded"
+    assert job["e2e"] is True
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+
+
+def test_without_a_published_key_the_page_sends_the_photo_as_before(
+    live_stack: LiveStack, keyless_web: str, browser: WebDriver, tmp_path: Path
+) -> None:
+    photo = photo_file(tmp_path)
+    upload_a_photo(browser, keyless_web, live_stack.key, photo)
+    assert not browser.find_element(By.ID, "e2e-notice").is_displayed()
+
+    result = wait_for(
+        browser, expected_conditions.visibility_of_element_located((By.ID, "result-image"))
+    )
+    assert browser.execute_script("return arguments[0].naturalWidth", result) == 512
+    assert "End-to-end" not in browser.find_element(By.ID, "status").text
+    kind, sent = sent_image(browser)
+    assert (kind, sent) == ("image/jpeg", photo.read_bytes())
+    job = job_body(keyless_web, live_stack.key, requested_urls(browser))
+    assert job["e2e"] is False
+
+
+def test_a_file_the_worker_cannot_decode_is_refused_with_its_reason(
+    live_stack: LiveStack, browser: WebDriver, tmp_path: Path
+) -> None:
+    # Encrypted, the web cannot see that this is no image: the worker finds out.
+    not_a_photo = tmp_path / "notes.jpg"
+    not_a_photo.write_bytes(b"not a photo at all\n" * 100)
+    upload_a_photo(browser, live_stack.url, live_stack.key, not_a_photo)
+
+    error = wait_for(browser, expected_conditions.visibility_of_element_located((By.ID, "error")))
+    wait_for(browser, lambda _: "(unsupported_media_type)" in error.text)
+    assert "failed" in browser.find_element(By.ID, "status").text
+    assert not browser.find_element(By.ID, "result-image").is_displayed()
+
+
 def test_it_works_with_the_keyboard_alone_and_every_field_has_a_label(
     live_stack: LiveStack, browser: WebDriver
 ) -> None:
@@ -293,9 +391,9 @@ def test_the_page_and_its_assets_are_served_with_a_strict_policy(live_stack: Liv
     assert " style=" not in page.text and "<style" not in page.text
     assert not re.search(r"(?:src|href)=\"(?:https?:)?//", page.text)
     # Assets carry their content hash in their names and are cached for ever.
-    assert sorted(path.rsplit(".", 1)[1] for path in assets) == ["css", "js", "svg"]
+    assert sorted(path.rsplit(".", 1)[1] for path in assets) == ["css", "js", "js", "svg"]
     for path, answer in zip(assets, answers, strict=True):
-        assert re.fullmatch(r"/assets/(app|favicon)\.[0-9a-f]{12}\.(js|css|svg)", path)
+        assert re.fullmatch(r"/assets/(app|hpke|favicon)\.[0-9a-f]{12}\.(js|css|svg)", path)
         assert answer.status_code == 200
         assert "immutable" in answer.headers["Cache-Control"]
     with httpx.Client(base_url=live_stack.url) as http:

@@ -96,20 +96,30 @@ class PNet(nn.Module):
         self.conv4_1 = nn.Conv2d(32, 2, kernel_size=1)
         self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Box regression ``(N, 4, h, w)`` and face probability ``(N, h, w)``."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The features the two 1x1 heads read, channels-last: ``(N, h, w, 32)``."""
         x = _max_pool_2x2(self.prelu1(self.conv1(x)))
         x = self.prelu2(self.conv2(x))
-        x = self.prelu3(self.conv3(x))
-        # Both 1x1 heads as one matmul over the channels-last features: one
-        # call instead of two slow-path 1x1 convolutions per pyramid level.
-        # (Both convs are built with a bias, which mypy cannot see.)
-        weight = torch.cat([self.conv4_1.weight, self.conv4_2.weight]).flatten(1)
-        bias = torch.cat([self.conv4_1.bias, self.conv4_2.bias])  # type: ignore[list-item]
-        heads = F.linear(x.permute(0, 2, 3, 1), weight, bias)  # (N, h, w, 6)
-        # softmax over two logits, second class == sigmoid of their difference
-        prob = torch.sigmoid(heads[..., 1] - heads[..., 0])
-        return heads[..., 2:].permute(0, 3, 1, 2), prob
+        return self.prelu3(self.conv3(x)).permute(0, 2, 3, 1)
+
+    def candidates(
+        self, x: torch.Tensor, threshold: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Windows of the first image of ``x`` whose face probability reaches ``threshold``.
+
+        Returns their rows, columns, probabilities and box regressions ``(n, 4)``.
+        The softmax over two logits is the sigmoid of their difference, so the
+        classifier is one dot product per window, and the regression runs only
+        on the few hundred windows kept: both heads over every window as one
+        matmul took 4.8 ms of P-Net's 47 at 960x540, the dot product 2.
+        """
+        features = self(x)[0]  # (h, w, 32), contiguous
+        cls_w, cls_b = self.conv4_1.weight.flatten(1), self.conv4_1.bias
+        assert cls_b is not None  # built with a bias; the type says Optional
+        prob = torch.sigmoid(features @ (cls_w[1] - cls_w[0]) + (cls_b[1] - cls_b[0]))
+        ys, xs = torch.nonzero(prob >= threshold, as_tuple=True)
+        reg = F.linear(features[ys, xs], self.conv4_2.weight.flatten(1), self.conv4_2.bias)
+        return ys, xs, prob[ys, xs], reg
 
 
 class RNet(nn.Module):
@@ -287,15 +297,12 @@ class MTCNN:
             # (At scale 1, as for 1080p's detection copy, the level is the image.)
             level = level.contiguous(memory_format=torch.channels_last)
             first = False
-            reg, prob = self.pnet(level)
-            ys, xs = torch.nonzero(prob[0] >= threshold, as_tuple=True)
+            ys, xs, score, offsets = self.pnet.candidates(level, threshold)
             if ys.numel() == 0:
                 continue
             origin = torch.stack([xs, ys], dim=1).float() * _PNET_STRIDE
             per_axis = torch.tensor([size_w / width, size_h / height]).repeat(2)
             cand = torch.cat([origin, origin + _PNET_CELL], dim=1) / per_axis
-            score = prob[0, ys, xs]
-            offsets = reg[0, :, ys, xs].T
             keep = nms(cand, score, 0.5)
             found.append(torch.cat([cand[keep], score[keep, None], offsets[keep]], dim=1))
         if not found:

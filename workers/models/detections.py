@@ -42,9 +42,12 @@ class Faces:
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
-    def scaled(self, factor: float) -> Faces:
-        """The same faces in an image ``factor`` times as large (maps a detection copy back)."""
-        return Faces(self.boxes * factor, self.scores, self.landmarks * factor)
+    def scaled(self, factor: float, factor_y: float | None = None) -> Faces:
+        """The same faces in an image ``factor`` times as large (maps a detection copy back);
+        ``factor_y``, if given, for the height (a copy not of the same aspect)."""
+        fx, fy = factor, factor if factor_y is None else factor_y
+        xy = np.array([fx, fy], np.float32)
+        return Faces(self.boxes * np.tile(xy, 2), self.scores, self.landmarks * xy)
 
     def clipped(self, width: int, height: int) -> Faces:
         """Boxes clipped to the image; landmarks are left alone (they may lie outside)."""

@@ -28,7 +28,7 @@ import torch
 
 from backend.catalogue.faces import DEFAULT_DETECT_SIZE, RECALL_THRESHOLDS
 from workers.model_files import ModelFileError
-from workers.models.centerface import CenterFace, load_centerface
+from workers.models.centerface import ALIGN, CenterFace, load_centerface
 from workers.models.detections import Faces
 from workers.models.mtcnn import MTCNN, PYRAMID_FACTOR, load_mtcnn
 from workers.models.nms import box_overlap
@@ -40,6 +40,9 @@ DETECTORS: tuple[Detector, ...] = ("mtcnn", "centerface")
 
 #: Overlap above which an MTCNN and a CenterFace box are the same face.
 MERGE_IOU = 0.3
+#: How much CenterFace's smaller copy may be stretched along one axis so that
+#: the side is a multiple of 32 and needs no padding.
+CENTERFACE_STRETCH = 0.05
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,26 @@ def shrunk(image: np.ndarray, longest: int) -> tuple[np.ndarray, float]:
         return image, scale
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+
+def centerface_copy_size(width: int, height: int, *, longest: int) -> tuple[int, int]:
+    """CenterFace's smaller copy: longest side about ``longest``, and each side a
+    multiple of 32 where that stretches it by at most ``CENTERFACE_STRETCH``.
+
+    The net pads the other sides to a multiple of 32, and padding is work: a
+    1080p photo's copy is 640x352 instead of 640x360 padded to 384, 8% fewer
+    pixels and 4 of CenterFace's 58 ms. A 2% squash changed nothing the
+    benchmark measures (union recall and precision the same on the composed
+    set, CenterFace alone slightly more precise).
+    """
+    scale = longest / max(width, height)
+
+    def fit(side: int) -> int:
+        exact = side * scale
+        aligned = max(ALIGN, round(exact / ALIGN) * ALIGN)
+        return aligned if abs(aligned - exact) <= CENTERFACE_STRETCH * exact else round(exact)
+
+    return fit(width), fit(height)
 
 
 def merge(parts: Sequence[Faces], *, iou: float = MERGE_IOU) -> Detection:
@@ -138,10 +161,15 @@ class FaceDetector:
                 factor=options.pyramid_factor,
             ).scaled(1.0 / scale)
         if "centerface" in options.detectors:
-            smaller, more = shrunk(rgb, options.centerface_size or max(rgb.shape[:2]))
+            height, width = rgb.shape[:2]
+            longest = options.centerface_size or max(height, width)
+            smaller = rgb
+            if longest < max(height, width):
+                size = centerface_copy_size(width, height, longest=longest)
+                smaller = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
             found["centerface"] = self.centerface.detect(
                 smaller, threshold=options.centerface_threshold
-            ).scaled(1.0 / (scale * more))
+            ).scaled(width / smaller.shape[1] / scale, height / smaller.shape[0] / scale)
         return found
 
     def detect(self, bgr: np.ndarray, options: DetectOptions) -> Detection:

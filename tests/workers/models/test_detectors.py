@@ -22,7 +22,7 @@ from tests.workers.faces_fixtures import (
 from workers.model_files import ModelFileError
 from workers.models.centerface import centerface_from_bytes
 from workers.models.detections import Faces
-from workers.models.faces import DetectOptions, FaceDetector, merge
+from workers.models.faces import DetectOptions, FaceDetector, centerface_copy_size, merge
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -131,6 +131,14 @@ def test_no_faces_on_a_photo_without_people(face_detector: FaceDetector) -> None
     found = face_detector.detect(coffee, DetectOptions(centerface_threshold=0.5)).faces
 
     assert len(found) == 0
+
+
+def test_centerface_copies_take_multiples_of_32_where_that_barely_stretches_them() -> None:
+    assert centerface_copy_size(960, 540, longest=640) == (640, 352)
+    assert centerface_copy_size(540, 960, longest=640) == (352, 640)
+    assert centerface_copy_size(640, 480, longest=480) == (480, 352)
+    # 32 would squash 40 px by a fifth: left for the net to pad.
+    assert centerface_copy_size(960, 60, longest=640) == (640, 40)
 
 
 def test_merge_unites_overlapping_detections_and_covers_both() -> None:

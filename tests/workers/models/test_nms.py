@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from workers.models.mtcnn import _max_pool_2x2
-from workers.models.nms import batched_nms, box_overlap, nms
+from workers.models.nms import PAIRS_MAX, batched_nms, box_overlap, nms
 
 
 def reference_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str) -> list[int]:
@@ -53,9 +53,21 @@ def test_nms_keeps_what_the_greedy_loop_keeps(mode: str, threshold: float) -> No
         assert kept.tolist() == reference_nms(boxes, scores, threshold, mode)
 
 
-def test_the_loop_fallback_for_many_boxes_agrees() -> None:
+def test_many_boxes_spread_over_a_photo_agree() -> None:
     rng = np.random.default_rng(3)
-    boxes, scores = random_boxes(rng, 2500)  # above MATRIX_MAX
+    boxes, scores = random_boxes(rng, 2500)
+
+    kept = nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.5)
+
+    assert kept.tolist() == reference_nms(boxes, scores, 0.5, "iou")
+
+
+def test_the_loop_fallback_for_boxes_piled_on_one_spot_agrees() -> None:
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 20, (3000, 2))
+    boxes = np.hstack([xy, xy + rng.uniform(40, 80, (3000, 2))]).astype(np.float32)
+    scores = rng.uniform(0, 1, 3000).astype(np.float32)
+    assert PAIRS_MAX < 3000 * 2999 // 2  # every pair overlaps
 
     kept = nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.5)
 

@@ -220,6 +220,13 @@ class Client:
         if reply is not None:
             with self._lock:
                 self._replies[job.id] = reply
+        return self._forget_if_unopenable(job)
+
+    def _forget_if_unopenable(self, job: Job) -> Job:
+        """A job that ended without a result has nothing for its reply key to open."""
+        if job.terminal and job.result is None:
+            with self._lock:
+                self._replies.pop(job.id, None)
         return job
 
     def get(self, job_id: str, *, wait: int = 0) -> Job:
@@ -228,7 +235,7 @@ class Client:
         response = self._http.get(
             f"/api/v1/jobs/{job_id}", headers=headers, timeout=self._wait_timeout(wait)
         )
-        return Job.from_json(self._json(response))
+        return self._forget_if_unopenable(Job.from_json(self._json(response)))
 
     def wait(
         self,

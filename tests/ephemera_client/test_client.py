@@ -108,6 +108,8 @@ def test_errors_arrive_as_typed_exceptions(
     job = client.submit("anonymize", not_an_image, wait=60)
     assert job.e2e and job.error is not None
     assert (job.status, job.error.code) == ("failed", "unsupported_media_type")
+    # Its one-time reply key has nothing left to open: the client let go of it.
+    assert job.id not in client._replies
     with (
         Client(url=live_stack.url, api_key=live_stack.key, e2e=False) as plain,
         pytest.raises(UnsupportedMediaType),

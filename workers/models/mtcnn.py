@@ -15,6 +15,7 @@ Inputs are RGB ``uint8`` arrays: the weights were trained on RGB.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -214,6 +215,12 @@ def pyramid_scales(height: int, width: int, *, min_face: float, factor: float) -
     return scales
 
 
+def _level_thresholds(threshold: float, floors: Sequence[float]) -> Iterator[float]:
+    """P-Net's threshold for each pyramid level in turn, endless: ``floors`` raise the first."""
+    yield from (max(threshold, floor) for floor in floors)
+    yield from itertools.repeat(threshold)
+
+
 def regress(boxes: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
     """Apply the nets' box regression: offsets are fractions of the box's size."""
     size = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], dim=1).repeat(1, 2)
@@ -267,13 +274,21 @@ class MTCNN:
         min_face: float = DEFAULT_MIN_FACE,
         thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
         factor: float = PYRAMID_FACTOR,
+        level_floors: Sequence[float] = (),
     ) -> Faces:
         """Faces in an RGB ``uint8`` image, in its pixel coordinates.
 
         ``min_face`` below 12 px is raised to 12: P-Net's window cannot see smaller.
+        ``level_floors[i]``, if given, is the least P-Net threshold of pyramid
+        level ``i`` (level 0 sees the smallest faces); the others use ``thresholds[0]``.
         """
         min_face = max(float(min_face), float(_PNET_CELL))
-        boxes = self._propose(rgb, min_face=min_face, threshold=thresholds[0], factor=factor)
+        boxes = self._propose(
+            rgb,
+            min_face=min_face,
+            thresholds=_level_thresholds(thresholds[0], level_floors),
+            factor=factor,
+        )
         if boxes.shape[0]:
             boxes = self._refine(rgb, boxes, threshold=thresholds[1])
         if boxes.shape[0] == 0:
@@ -281,7 +296,7 @@ class MTCNN:
         return self._output(rgb, boxes, threshold=thresholds[2])
 
     def _propose(
-        self, rgb: np.ndarray, *, min_face: float, threshold: float, factor: float
+        self, rgb: np.ndarray, *, min_face: float, thresholds: Iterator[float], factor: float
     ) -> torch.Tensor:
         """Stage 1: P-Net over the pyramid -> squared candidate boxes ``(N, 4)``."""
         height, width = rgb.shape[:2]
@@ -296,7 +311,8 @@ class MTCNN:
         level = torch.from_numpy(rgb)[None].permute(0, 3, 1, 2).float()
         found: list[torch.Tensor] = []
         first = True
-        for scale in pyramid_scales(height, width, min_face=min_face, factor=factor):
+        scales = pyramid_scales(height, width, min_face=min_face, factor=factor)
+        for scale, threshold in zip(scales, thresholds, strict=False):
             # Even sizes: P-Net's 2x2 pooling then needs no padding (which
             # would also drop the channels-last layout). The exact scale of
             # each axis maps the windows back.

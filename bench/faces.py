@@ -143,7 +143,10 @@ def speed() -> None:
         rgb = cv2.cvtColor(copy, cv2.COLOR_BGR2RGB)
         mtcnn = timed(
             lambda rgb=rgb, scale=scale: detector.mtcnn.detect(
-                rgb, min_face=options.min_face_size * scale, thresholds=options.mtcnn_thresholds
+                rgb,
+                min_face=options.min_face_size * scale,
+                thresholds=options.mtcnn_thresholds,
+                level_floors=options.pnet_level_floors,
             )
         )
         small = rgb

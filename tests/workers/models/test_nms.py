@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workers.models.mtcnn import _max_pool_2x2
+from workers.models.mtcnn import _max_pool_2x2, _max_pool_3x3
 from workers.models.nms import PAIRS_MAX, batched_nms, box_overlap, nms
 
 
@@ -100,3 +100,13 @@ def test_the_fast_pooling_is_max_pool_with_ceil_mode(h: int, w: int) -> None:
     x = torch.randn(2, 10, h, w).contiguous(memory_format=torch.channels_last)
 
     assert torch.equal(_max_pool_2x2(x), F.max_pool2d(x, 2, 2, ceil_mode=True))
+
+
+@pytest.mark.parametrize(("h", "w"), [(22, 22), (9, 9), (46, 46), (21, 21), (5, 8), (3, 4)])
+def test_the_fast_3x3_pooling_is_max_pool_with_ceil_mode(h: int, w: int) -> None:
+    x = torch.randn(4, 28, h, w).contiguous(memory_format=torch.channels_last)
+
+    pooled = _max_pool_3x3(x)
+
+    assert torch.equal(pooled, F.max_pool2d(x, 3, 2, ceil_mode=True))
+    assert pooled.is_contiguous(memory_format=torch.channels_last)

@@ -20,7 +20,13 @@ from backend.env import ConfigError, envsecret
 from backend.ephemeral.records import JobRecord
 from backend.errors import job_error
 from ephemera_client import envelope
-from ephemera_client.envelope import EnvelopeMalformed, EnvelopeRejected, KeyPair, Role
+from ephemera_client.envelope import (
+    EnvelopeMalformed,
+    EnvelopeRejected,
+    KeyPair,
+    Role,
+    UploadEnvelope,
+)
 
 SETTING = "EPHEMERA_E2E_PRIVATE_KEYS"
 
@@ -58,16 +64,25 @@ class Opened:
 
 def open_uploads(record: JobRecord, image: bytes, reference: bytes | None) -> Opened:
     """The job's uploads in plaintext; ``envelope_rejected`` when one does not open."""
-    opened = _open(image, record, role="image")
-    reply_key = envelope.parse_upload(image).reply_key
-    second = None if reference is None else _open(reference, record, role="reference")
-    return Opened(opened, second, reply_key)
+    first = _parsed(image)
+    second = None if reference is None else _parsed(reference)
+    return Opened(
+        _open(first, record, role="image"),
+        None if second is None else _open(second, record, role="reference"),
+        first.reply_key,
+    )
 
 
-def _open(data: bytes, record: JobRecord, *, role: Role) -> bytes:
+def _parsed(data: bytes) -> UploadEnvelope:
     try:
-        parsed = envelope.parse_upload(data)
-        private = private_keys().get(parsed.key_id)
+        return envelope.parse_upload(data)
+    except EnvelopeMalformed:
+        raise job_error("envelope_rejected") from None
+
+
+def _open(parsed: UploadEnvelope, record: JobRecord, *, role: Role) -> bytes:
+    private = private_keys().get(parsed.key_id)
+    try:
         if private is None:
             raise EnvelopeRejected("no private key for this key id")
         return envelope.open_upload(
@@ -77,7 +92,7 @@ def _open(data: bytes, record: JobRecord, *, role: Role) -> bytes:
             task=record.task,
             role=role,
         )
-    except (EnvelopeMalformed, EnvelopeRejected):
+    except EnvelopeRejected:
         raise job_error("envelope_rejected") from None
 
 

@@ -10,61 +10,21 @@ already encrypted. The wire format is ``ephemera_client.envelope`` (docs/e2e.md)
 from __future__ import annotations
 
 import base64
-import binascii
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache
 
 from django.conf import settings
 
-from backend.env import ConfigError
+from backend.ephemeral.crypto import KeyEntry, parse_key_entries
 from backend.errors import CodedError
+from backend.isotime import iso_utc
 from ephemera_client import envelope
 from ephemera_client.envelope import EnvelopeMalformed, UploadEnvelope
 
 
-@dataclass(frozen=True)
-class KeyEntry:
-    """One key of a keyring setting: ``kid:base64-32-bytes[@not-after]``."""
-
-    id: str
-    key: bytes
-    #: When the key retires (epoch seconds); None while it has no end.
-    not_after: float | None = None
-
-    def retired(self, now: float) -> bool:
-        return self.not_after is not None and now >= self.not_after
-
-
 def parse_keys(text: str, *, setting: str) -> list[KeyEntry]:
-    """The entries of a keyring setting, newest first; ``ConfigError`` names the fault."""
-    entries: list[KeyEntry] = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        head, _, until = item.partition("@")
-        kid, sep, encoded = head.partition(":")
-        if not sep or not envelope.KEY_ID.match(kid):
-            raise ConfigError(f"each {setting} entry must be kid:base64[@not-after]")
-        if any(entry.id == kid for entry in entries):
-            raise ConfigError(f"{setting} names key id {kid!r} twice")
-        try:
-            key = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise ConfigError(f"{setting} key {kid!r} is not valid base64") from None
-        if len(key) != envelope.KEY_BYTES:
-            raise ConfigError(f"{setting} key {kid!r} must be 32 bytes, not {len(key)}")
-        entries.append(KeyEntry(kid, key, _instant(until, setting=setting) if until else None))
-    return entries
-
-
-def _instant(text: str, *, setting: str) -> float:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{setting}: {text!r} is not an ISO-8601 date or time") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    """An end-to-end keyring setting, newest first; a ``ConfigError`` names the fault."""
+    return parse_key_entries(text, setting=setting, dated=True)
 
 
 @cache
@@ -85,18 +45,12 @@ def published(now: float | None = None) -> dict[str, object]:
             {
                 "id": entry.id,
                 "public_key": base64.b64encode(entry.key).decode("ascii"),
-                "not_after": _iso(entry.not_after),
+                "not_after": iso_utc(entry.not_after),
                 "active": index == 0,
             }
             for index, entry in enumerate(live)
         ],
     }
-
-
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def invalid_envelope(detail: str) -> CodedError:

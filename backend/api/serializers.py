@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from django.urls import reverse
 from rest_framework import serializers
 
 from backend.ephemeral.store import JobRecord
+from backend.isotime import iso_utc
 
 
 class JobSubmitSerializer(serializers.Serializer):
@@ -44,12 +44,6 @@ class JobSubmitSerializer(serializers.Serializer):
         max_length=2048,
         help_text="An https URL that gets a signed POST (Standard Webhooks) when the job ends.",
     )
-
-
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -93,7 +87,7 @@ class JobSerializer(serializers.Serializer):
             result = {
                 "url": reverse("result", kwargs={"token": token}),
                 "content_type": record.result_content_type,
-                "expires_at": _iso(record.result_expires_at),
+                "expires_at": iso_utc(record.result_expires_at),
             }
         error = None
         if record.status in {"failed", "expired"} and record.error_code:
@@ -102,8 +96,8 @@ class JobSerializer(serializers.Serializer):
             "id": record.id,
             "task": record.task,
             "status": record.status,
-            "created_at": _iso(record.created_at),
-            "expires_at": _iso(record.expires_at),
+            "created_at": iso_utc(record.created_at),
+            "expires_at": iso_utc(record.expires_at),
             "error": error,
             "result": result,
             "metrics": {"queued_ms": record.queued_ms, "run_ms": record.run_ms},

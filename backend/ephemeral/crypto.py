@@ -19,10 +19,13 @@ import binascii
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from backend.env import ConfigError
 
 MAGIC = b"EPH1"
 NONCE_BYTES = 12
@@ -31,12 +34,61 @@ WRAPPED_KEY_BYTES = KEY_BYTES + 16
 _KID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
-class KeyringError(ValueError):
-    """The keyring configuration is unusable; the message says how to fix it."""
+class KeyringError(ConfigError, ValueError):
+    """A keyring setting is unusable; the message says how to fix it."""
 
 
 class DecryptionError(Exception):
     """A blob that is malformed, tampered with, bound elsewhere or under an unknown key."""
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    """One entry of a keyring setting: ``kid:base64-32-bytes``, with ``@not-after`` if dated."""
+
+    id: str
+    key: bytes
+    #: When the key retires (epoch seconds); None while it has no end.
+    not_after: float | None = None
+
+    def retired(self, now: float) -> bool:
+        return self.not_after is not None and now >= self.not_after
+
+
+def parse_key_entries(text: str, *, setting: str, dated: bool = False) -> list[KeyEntry]:
+    """The entries of a keyring setting in their order, newest first.
+
+    Every keyring of the service (``EPHEMERA_KEYS``, the end-to-end keys) is
+    written this way. With ``dated`` an entry may end in ``@<ISO-8601>``, when
+    the key retires.
+    """
+    form = "kid:base64[@not-after]" if dated else "kid:base64"
+    entries: list[KeyEntry] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        head, at, until = item.partition("@") if dated else (item, "", "")
+        kid, sep, encoded = head.partition(":")
+        if not sep or not _KID.match(kid):
+            raise KeyringError(f"each {setting} entry must be {form}, kid [A-Za-z0-9_.-]")
+        if any(entry.id == kid for entry in entries):
+            raise KeyringError(f"{setting} names key id {kid!r} twice")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise KeyringError(f"{setting} key {kid!r} is not valid base64") from None
+        if len(key) != KEY_BYTES:
+            raise KeyringError(f"{setting} key {kid!r} must be 32 bytes, not {len(key)}")
+        entries.append(KeyEntry(kid, key, _instant(until, setting=setting) if at else None))
+    return entries
+
+
+def _instant(text: str, *, setting: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise KeyringError(f"{setting}: {text!r} is not an ISO-8601 date or time") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 @dataclass(frozen=True)
@@ -49,29 +101,12 @@ class Keyring:
     @classmethod
     def parse(cls, text: str) -> Keyring:
         """Parse ``kid:base64-32-bytes[,kid:base64-32-bytes...]``."""
-        keys: dict[str, bytes] = {}
-        for entry in (part.strip() for part in text.split(",")):
-            if not entry:
-                continue
-            kid, sep, encoded = entry.partition(":")
-            if not sep or not _KID.match(kid):
-                raise KeyringError(
-                    "each EPHEMERA_KEYS entry must be kid:base64, kid [A-Za-z0-9_.-]"
-                )
-            if kid in keys:
-                raise KeyringError(f"EPHEMERA_KEYS names key id {kid!r} twice")
-            try:
-                key = base64.b64decode(encoded, validate=True)
-            except (binascii.Error, ValueError):
-                raise KeyringError(f"EPHEMERA_KEYS key {kid!r} is not valid base64") from None
-            if len(key) != KEY_BYTES:
-                raise KeyringError(f"EPHEMERA_KEYS key {kid!r} must be 32 bytes, not {len(key)}")
-            keys[kid] = key
-        if not keys:
+        entries = parse_key_entries(text, setting="EPHEMERA_KEYS")
+        if not entries:
             raise KeyringError(
                 "EPHEMERA_KEYS holds no key; generate one with: openssl rand -base64 32"
             )
-        return cls(active=next(iter(keys)), keys=keys)
+        return cls(active=entries[0].id, keys={entry.id: entry.key for entry in entries})
 
     def wrap(self, data_key: bytes, *, context: bytes) -> tuple[str, bytes, bytes]:
         nonce = secrets.token_bytes(NONCE_BYTES)

@@ -17,7 +17,6 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from django.conf import settings
@@ -28,6 +27,7 @@ from backend.clients.webhook_secrets import webhook_secrets
 from backend.ephemeral import crypto, keys
 from backend.ephemeral.connection import client as redis_client
 from backend.ephemeral.records import JobRecord, webhook_event_ttl
+from backend.isotime import iso_utc
 from backend.jobs.queue import enqueue_webhook
 from backend.pseudonyms import hashed_id
 from backend.webhooks import signing
@@ -55,12 +55,6 @@ def _open_target(record: JobRecord) -> dict[str, Any]:
     return dict(json.loads(opened))
 
 
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat().replace("+00:00", "Z")
-
-
 def payload(record: JobRecord, *, status: str) -> dict[str, Any]:
     """What the receiver learns: the job's id, end, error and expiry; never a token or byte."""
     error = None
@@ -70,7 +64,7 @@ def payload(record: JobRecord, *, status: str) -> dict[str, Any]:
         "id": record.id,
         "status": status,
         "error": error,
-        "expires_at": _iso(record.expires_at),
+        "expires_at": iso_utc(record.expires_at),
     }
 
 

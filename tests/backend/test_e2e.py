@@ -52,12 +52,9 @@ def test_entries_keep_their_order_and_retire_at_their_not_after() -> None:
     assert [entry.id for entry in entries] == ["w2", "w1"]
     assert entries[1].not_after == 1893456000.0
     assert not entries[1].retired(1893455999.0) and entries[1].retired(1893456000.0)
-    assert (
-        e2e.parse_keys("w3:" + base64.b64encode(bytes(32)).decode() + "@2030-01-01", setting="X")[
-            0
-        ].not_after
-        == 1893456000.0
-    )  # a date without a zone is UTC
+    # A date without a zone is UTC.
+    (dated,) = e2e.parse_keys(_line("w3", bytes(32), "2030-01-01"), setting="X")
+    assert dated.not_after == 1893456000.0
 
 
 def test_the_published_list_marks_the_newest_active_and_drops_retired_keys(keyring: object) -> None:

@@ -15,6 +15,7 @@ from backend.clients.services import api_key_create
 from backend.clients.webhook_secrets import webhook_secret_issue
 from backend.ephemeral import keys, tokens
 from backend.ephemeral.records import JobRecord
+from backend.isotime import iso_utc
 from backend.webhooks import events
 from tests.webhook_receiver import Receiver, receiver
 
@@ -72,7 +73,7 @@ def test_it_posts_the_end_signed_so_the_reference_verifier_accepts_it(
         "id": record.id,
         "status": "succeeded",
         "error": None,
-        "expires_at": events._iso(record.expires_at),
+        "expires_at": iso_utc(record.expires_at),
     }
     # Delivered: the sealed event is gone, a duplicate message finds nothing.
     assert redis_conn.exists(keys.webhook_key(event_id)) == 0

@@ -29,6 +29,20 @@ def model_dir() -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op torch thread, as a worker runs (``registry.load_all``); restored after.
+
+    On two shared cores a second OpenMP thread only spins against the other processes.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def face_detector(model_dir: Path) -> Iterator[object]:
     """Both detectors, loaded once for the session, on one thread as a worker runs them."""

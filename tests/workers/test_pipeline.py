@@ -6,8 +6,6 @@ check, model, encode, seal, publish; and every way it ends without a result.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import cv2
 import numpy as np
 import pytest
@@ -22,19 +20,9 @@ from tests.factories import queued_job
 from workers import e2e
 from workers.pipeline import process_job
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_thread", "redis_conn")]
 
 REPLY = KeyPair.generate()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(redis_conn: redis.Redis) -> Iterator[None]:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def photo(canary: str = "holiday with bob") -> bytes:

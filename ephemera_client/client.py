@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 import httpx
 
 from ephemera_client import envelope
-from ephemera_client.envelope import KeyPair
+from ephemera_client.envelope import KeyPair, Role
 from ephemera_client.errors import ApiError, EphemeraError, JobNotSucceeded, JobTimeout, error_for
 from ephemera_client.models import Download, Job, Task
 
@@ -162,7 +162,7 @@ class Client:
         ``reference`` is the second photo of a two-image task (face_verify),
         ``consent`` states that the people in both photos agreed to it.
         """
-        photos = {"image": _read_image(image)}
+        photos: dict[Role, bytes] = {"image": _read_image(image)}
         if reference is not None:
             photos["reference"] = _read_image(reference)
         fields = {"task": task}
@@ -182,7 +182,7 @@ class Client:
     def _submit(
         self,
         task: str,
-        photos: Mapping[str, bytes],
+        photos: Mapping[Role, bytes],
         fields: Mapping[str, str],
         *,
         wait: int,
@@ -203,7 +203,7 @@ class Client:
                 reply_key=reply.key.public,
                 service=worker.service,
                 task=task,
-                role="reference" if role == "reference" else "image",
+                role=role,
             )
             files[role] = (sealed, envelope.CONTENT_TYPE)
         body, content_type = _multipart(fields, files)

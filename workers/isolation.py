@@ -2,13 +2,16 @@
 
 Celery's pool processes live on and never touch job data. Each keeps one
 *spare*: a process forked from it in advance (it inherits the models, loaded
-once in the worker's parent, copy-on-write), connected to Redis and the
-database, and blocked on a pipe. A job's id goes down that pipe; the spare
-claims the job, decrypts, runs the model, publishes, reports its outcome up a
+once in the worker's parent, copy-on-write), connected to Redis, and blocked
+on a pipe. A job's id goes down that pipe; the spare
+claims the job, decrypts, runs the model, publishes, reports its ending up a
 second pipe and exits with ``os._exit``, its memory, with the photo in it,
-going with it. The pool process forks the next spare while the job runs, and
-reaps the finished one later, so neither the fork nor the exit of a job
-process is on any job's critical path.
+going with it. The ending is metadata (``lifecycle.Ending``): the pool process
+accounts for it (metric, audit row, trace, webhook) over its own, long-lived
+connections, so a job process never opens a database connection. The pool
+process forks the next spare while the job runs, and reaps the finished one
+later, so neither the fork nor the exit of a job process is on any job's
+critical path.
 
 Measured on the 2-core machine (bench/isolation.py): replacing the Celery pool
 child after every job cost ~230 ms per job; a fork on demand still put ~15 ms
@@ -33,18 +36,15 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Literal
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django import db
 from django.conf import settings
 
+from backend.jobs.lifecycle import Ending
 from workers import limits
 
 logger = logging.getLogger(__name__)
-
-Outcome = Literal["succeeded", "failed", "cancelled", "skipped", "died"]
-_REPORTED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "skipped"})
 
 _PR_SET_PDEATHSIG = 1
 
@@ -54,7 +54,7 @@ class _Spare:
     pid: int
     #: Write end: the job id goes down it.
     jobs: int
-    #: Read end: the outcome comes up it; EOF without one means the process died.
+    #: Read end: the ending comes up it; EOF without one means the process died.
     outcomes: int
 
 
@@ -69,16 +69,16 @@ class JobProcesses:
         if self.spare is None:
             self.spare = _fork_spare(self)
 
-    def run(self, job_id: str) -> Outcome:
+    def run(self, job_id: str) -> Ending | None:
         self._reap_finished()
         spare = self._hand_over(job_id)
         # The next job's process, forked while this one runs.
         self.spare = _fork_spare(self)
         with os.fdopen(spare.outcomes, "rb") as outcomes:
-            reported = outcomes.read().decode(errors="replace")
-        if reported in _REPORTED:
+            reported = outcomes.read()
+        if reported:
             self.finished.append(spare.pid)
-            return reported  # type: ignore[return-value]
+            return Ending.from_json(reported)
         _, status = os.waitpid(spare.pid, 0)
         logger.warning(
             "job_process_died",
@@ -87,7 +87,7 @@ class JobProcesses:
                 "exit_status": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
             },
         )
-        return "died"
+        return None
 
     def _hand_over(self, job_id: str) -> _Spare:
         """Give the job to the spare; a spare that died while idle is replaced first."""
@@ -122,18 +122,16 @@ def prepare() -> None:
     _processes.prepare()
 
 
-def run_isolated(job_id: str) -> Outcome:
-    """Run ``process_job(job_id)`` in a process of its own; its outcome.
+def run_isolated(job_id: str) -> Ending | None:
+    """Run ``process_job(job_id)`` in a process of its own; its ending.
 
-    ``died`` means the job process ended without reporting (killed, crashed,
+    None means the job process ended without reporting (killed, crashed,
     out of memory): the caller ends the job for it.
     """
     return _processes.run(job_id)
 
 
 def _fork_spare(owner: JobProcesses) -> _Spare:
-    # The spare must not share this process's database socket.
-    db.connections.close_all()
     sys.stdout.flush()
     sys.stderr.flush()
     jobs_read, jobs_write = os.pipe()
@@ -153,6 +151,7 @@ def _serve(jobs: int, outcomes: int, *, inherited: _Spare | None) -> None:
     code = 1
     try:
         _die_with_parent()
+        _leave_database_connections()
         # What the pool process allocated since the parent's freeze: out of the
         # collector's sight too, so no collection here dirties shared pages.
         gc.freeze()
@@ -171,15 +170,14 @@ def _serve(jobs: int, outcomes: int, *, inherited: _Spare | None) -> None:
         _arm_soft_time_limit()
         from workers.pipeline import process_job
 
-        outcome = process_job(job_id)
+        ending = process_job(job_id)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        os.write(outcomes, outcome.encode())
+        with os.fdopen(outcomes, "wb") as stream:
+            stream.write(ending.to_json())
         code = 0
     except BaseException as exc:
         logger.error("job_process_error", extra={"error_type": type(exc).__name__})
     finally:
-        with contextlib.suppress(Exception):
-            db.connections.close_all()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -193,13 +191,29 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+#: The pool process's database connections, as this process inherited them.
+_inherited_connections: list[object] = []
+
+
+def _leave_database_connections() -> None:
+    """Never touch the pool process's database sessions, not even to close them.
+
+    Closing an inherited connection would end the pool process's session on
+    the server (a terminate message on the shared socket); the objects stay
+    referenced until ``os._exit``, which runs no finaliser. A job process needs
+    no database: if anything ever asks, Django opens a connection of its own.
+    """
+    for connection in db.connections.all(initialized_only=True):
+        _inherited_connections.append(connection.connection)
+        connection.connection = None
+
+
 def _connect() -> None:
-    """Open the Redis and database connections before the job, off its critical path."""
+    """Open the Redis connection before the job, off its critical path."""
     from backend.ephemeral.connection import client
 
     with contextlib.suppress(Exception):
         client().ping()
-        db.connection.ensure_connection()
 
 
 def _arm_soft_time_limit() -> None:

@@ -29,14 +29,16 @@ from workers.imaging import cv2  # imported there after OpenCV's own pixel limit
 
 logger = logging.getLogger(__name__)
 
-Outcome = Literal["succeeded", "failed", "cancelled", "skipped"]
 
+def process_job(job_id: str) -> lifecycle.Ending:
+    """Run one job end to end. Safe to call for any id, any number of times.
 
-def process_job(job_id: str) -> Outcome:
-    """Run one job end to end. Safe to call for any id, any number of times."""
+    Only the job's state changes here; its ending goes to ``lifecycle.account``,
+    which the caller runs (in the pool process, for a job process).
+    """
     claimed = lifecycle.claim(job_id)
-    if claimed is None or claimed.record is None:
-        return "skipped"
+    if claimed.record is None:
+        return lifecycle.Ending(job_id, "skipped", found=claimed.found)
     record = claimed.record
     started = time.perf_counter()
     try:
@@ -52,11 +54,9 @@ def process_job(job_id: str) -> Outcome:
         else:
             data, content_type = transform(image, record, reference=reference)
     except CodedError as exc:
-        lifecycle.fail(job_id, exc)
-        return "failed"
+        return lifecycle.reject(job_id, exc)
     run_ms = round((time.perf_counter() - started) * 1000)
-    published = lifecycle.succeed(job_id, data=data, content_type=content_type, run_ms=run_ms)
-    return "succeeded" if published else "cancelled"
+    return lifecycle.publish(job_id, data=data, content_type=content_type, run_ms=run_ms)
 
 
 def transform(

@@ -62,13 +62,15 @@ class JobTask(Task):
 @app.task(name="workers.run_job", base=JobTask, ignore_result=True, acks_late=True)
 def run_job(job_id: str) -> None:
     if not settings.EPHEMERA_ISOLATE_JOBS:
-        process_job(job_id)
+        lifecycle.account(process_job(job_id))
         return
     # A job process that died (killed, crashed) cannot end its job: end it here.
     # One that died before its claim leaves the job queued: run it again, as a
     # redelivery would; lifecycle.lose bounds how often.
-    while isolation.run_isolated(job_id) == "died" and lifecycle.lose(job_id) == "retry":
-        continue
+    while (ending := isolation.run_isolated(job_id)) is None:
+        if lifecycle.lose(job_id) != "retry":
+            return
+    lifecycle.account(ending)
 
 
 @app.task(name="workers.sweep", ignore_result=True)

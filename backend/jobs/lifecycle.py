@@ -12,15 +12,24 @@ end in the metrics, writes the audit row and closes the durable trace, exactly
 once, and returns the record it changed so nobody reads it again. The pipeline,
 the Celery failure hook, the sweeper and the API all call these functions; none
 of them writes a status itself.
+
+A job process does the first half only (``claim``, ``publish``, ``reject``):
+state changes in Redis, which need the job's data. What it ended comes back as
+an ``Ending``, and ``account`` does the second half (metric, audit row, trace,
+webhook) in the long-lived process that started it. So the process that held
+the photo never opens a database connection, and the accounting runs warm.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from django.conf import settings
@@ -30,7 +39,7 @@ from redis.exceptions import RedisError
 from backend import abuse, metrics
 from backend.audit.services import EventName, audit_record
 from backend.ephemeral import store
-from backend.ephemeral.keys import Status
+from backend.ephemeral.keys import ACTIVE, Status
 from backend.ephemeral.records import JobRecord, cancelled_ttl, ended_ttl, record_ttl
 from backend.errors import UPLOAD_REJECTIONS, CodedError, job_error
 from backend.imaging import ImageHeader
@@ -124,49 +133,117 @@ def submit(
     return record
 
 
-def claim(job_id: str) -> store.Claim | None:
-    """Take a queued job for this worker, or end what can no longer run; None if not taken."""
+Outcome = Literal["succeeded", "failed", "expired", "cancelled", "skipped"]
+
+
+@dataclass(frozen=True)
+class Ending:
+    """What a job process ended, for ``account``: the record after its transition.
+
+    ``record`` is None when there was nothing to account for: the job was not
+    there to claim (``skipped``, with what the claim ``found``), or it was
+    cancelled or swept while it ran. It crosses a pipe as JSON without the
+    result token: the accounting needs metadata only.
+    """
+
+    job_id: str
+    outcome: Outcome
+    record: JobRecord | None = None
+    found: str = ""
+    bytes_out: int = 0
+
+    def to_json(self) -> bytes:
+        record = None
+        if self.record is not None:
+            record = dataclasses.asdict(
+                dataclasses.replace(self.record, result_token_hash=None, result_token_sealed=None)
+            )
+        return json.dumps({**dataclasses.asdict(self), "record": record}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Ending:
+        fields = json.loads(data)
+        record = fields.pop("record")
+        return cls(**fields, record=None if record is None else JobRecord(**record))
+
+
+def claim(job_id: str) -> store.Claim:
+    """Take a queued job for this worker; what was found when it was not there to take.
+
+    A job process's step: the caller hands an unclaimed job to ``account``
+    (as a ``skipped`` ending), which ends what can no longer run.
+    """
     deadline = time.time() + settings.EPHEMERA_TASK_HARD_LIMIT + 30
-    claimed = store.claim_job(job_id, deadline=deadline)
-    if claimed.found == "claimed":
-        return claimed
-    logger.info("job_not_claimed", extra={"job": hashed_id(job_id), "found": claimed.found})
-    if claimed.found == "running":
-        # An earlier delivery took the input and its worker died: it cannot succeed.
-        fail(job_id, job_error("worker_lost"))
-    elif claimed.found == "no_input":
-        expire(job_id, expected=("queued",), code="input_expired")
-    elif claimed.found == "missing":
-        reconcile(job_id)
-    return None
+    return store.claim_job(job_id, deadline=deadline)
 
 
-def succeed(job_id: str, *, data: bytes, content_type: str, run_ms: int) -> store.Published | None:
-    """Publish the result; None when the job was cancelled or swept while it ran."""
+def publish(job_id: str, *, data: bytes, content_type: str, run_ms: int) -> Ending:
+    """Seal and publish the result (a job process's step); ``cancelled`` if it went meanwhile."""
     published = store.publish_result(job_id, data=data, content_type=content_type, run_ms=run_ms)
     if published is None:
-        logger.info("job_cancelled_while_running", extra={"job": hashed_id(job_id)})
+        return Ending(job_id, "cancelled")
+    return Ending(job_id, "succeeded", record=published.record, bytes_out=len(data))
+
+
+def reject(
+    job_id: str, error: CodedError, *, expected: tuple[Status, ...] = ("running",)
+) -> Ending:
+    """End the job ``failed`` with the error's code and message, if it is in ``expected``."""
+    if error.code in UPLOAD_REJECTIONS:
+        _count_rejected_envelope(job_id)
+    return _end(job_id, new="failed", expected=expected, error=error)
+
+
+def account(ending: Ending) -> JobRecord | None:
+    """Count, audit, trace and notify what a job process ended; its record, if any."""
+    record = ending.record
+    if ending.outcome == "skipped":
+        _unclaimed(ending.job_id, ending.found)
         return None
-    _ended(published.record)
-    if published.record.e2e:
-        # The job process found a valid photo in the envelope: an accepted upload.
-        abuse.note_accepted_upload(subjects=[client_subject(published.record.owner)])
-    logger.info(
-        "job_succeeded", extra={"job": hashed_id(job_id), "run_ms": run_ms, "bytes_out": len(data)}
-    )
-    return published
+    if record is None:
+        if ending.outcome == "cancelled":
+            logger.info("job_cancelled_while_running", extra={"job": hashed_id(ending.job_id)})
+        return None
+    _ended(record)
+    if record.status == "succeeded":
+        if record.e2e:
+            # The job process found a valid photo in the envelope: an accepted upload.
+            abuse.note_accepted_upload(subjects=[client_subject(record.owner)])
+        logger.info(
+            "job_succeeded",
+            extra={
+                "job": hashed_id(record.id),
+                "run_ms": record.run_ms,
+                "bytes_out": ending.bytes_out,
+            },
+        )
+    elif record.status == "failed":
+        logger.info("job_failed", extra={"job": hashed_id(record.id), "code": record.error_code})
+    return record
+
+
+def _unclaimed(job_id: str, found: str) -> None:
+    """A delivery found no queued job: end what can no longer run."""
+    logger.info("job_not_claimed", extra={"job": hashed_id(job_id), "found": found})
+    if found == "running":
+        # An earlier delivery took the input and its worker died: it cannot succeed.
+        fail(job_id, job_error("worker_lost"))
+    elif found == "no_input":
+        expire(job_id, expected=("queued",), code="input_expired")
+    elif found == "missing":
+        reconcile(job_id)
+
+
+def succeed(job_id: str, *, data: bytes, content_type: str, run_ms: int) -> JobRecord | None:
+    """Publish the result and account for it; None when the job was cancelled or swept."""
+    return account(publish(job_id, data=data, content_type=content_type, run_ms=run_ms))
 
 
 def fail(
     job_id: str, error: CodedError, *, expected: tuple[Status, ...] = ("running",)
 ) -> JobRecord | None:
-    """End the job ``failed`` with the error's code and message, if it is in ``expected``."""
-    if error.code in UPLOAD_REJECTIONS:
-        _count_rejected_envelope(job_id)
-    record = _end(job_id, new="failed", expected=expected, error=error)
-    if record is not None:
-        logger.info("job_failed", extra={"job": hashed_id(job_id), "code": error.code})
-    return record
+    """End the job ``failed`` with the error's code, if it is in ``expected``, and account."""
+    return account(reject(job_id, error, expected=expected))
 
 
 def _count_rejected_envelope(job_id: str) -> None:
@@ -181,12 +258,14 @@ def expire(
     job_id: str, *, expected: tuple[Status, ...], code: str, result_token_hash: str | None = None
 ) -> JobRecord | None:
     """End a job that waited too long (queued) or whose result was never downloaded."""
-    return _end(
-        job_id,
-        new="expired",
-        expected=expected,
-        error=job_error(code),
-        result_token_hash=result_token_hash,
+    return account(
+        _end(
+            job_id,
+            new="expired",
+            expected=expected,
+            error=job_error(code),
+            result_token_hash=result_token_hash,
+        )
     )
 
 
@@ -197,7 +276,7 @@ def _end(
     expected: tuple[Status, ...],
     error: CodedError,
     result_token_hash: str | None = None,
-) -> JobRecord | None:
+) -> Ending:
     """An end without a result: every payload of the job goes in the same step."""
     record = store.transition(
         job_id,
@@ -212,9 +291,7 @@ def _end(
         purge_inputs=True,
         purge_result=result_token_hash,
     )
-    if record is not None:
-        _ended(record)
-    return record
+    return Ending(job_id, "failed" if new == "failed" else "expired", record=record)
 
 
 Loss = Literal["ended", "retry", "gone"]
@@ -235,9 +312,18 @@ def lose(job_id: str) -> Loss:
     expected: tuple[Status, ...] = ("queued",) if deliveries >= 0 else ("running",)
     if fail(job_id, job_error("worker_lost"), expected=expected) is not None:
         return "ended"
-    if store.get_job(job_id) is None:
+    record = store.get_job(job_id)
+    if record is None:
         reconcile(job_id)
+    elif record.terminal and _still_traced(job_id):
+        # The process ended the job, then died before handing its ending back.
+        account(Ending(job_id, cast(Outcome, record.status), record))
     return "gone"
+
+
+def _still_traced(job_id: str) -> bool:
+    trace = traces.trace_get(job_id)
+    return trace is not None and trace.status in ACTIVE
 
 
 def cancel(job_id: str, *, client_id: object) -> JobRecord | None:

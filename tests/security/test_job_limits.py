@@ -45,7 +45,7 @@ CHILD = textwrap.dedent(
                        if line.startswith("VmSize:"))
         settings.EPHEMERA_WORKER_MEMORY_MB = size_kb // 1024 + headroom
         limits.apply_child_limits()
-    print(process_job(sys.argv[1]))
+    print(process_job(sys.argv[1]).outcome)
     """
 )
 

@@ -6,6 +6,9 @@ check, model, encode, seal, publish; and every way it ends without a result.
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import cv2
 import numpy as np
 import pytest
@@ -55,7 +58,7 @@ def error_of(job_id: str) -> str | None:
 
 def test_a_plain_job_succeeds_without_the_uploads_metadata(redis_conn: redis.Redis) -> None:
     job_id = queued_job(photo("canary-plain"))
-    assert process_job(job_id) == "succeeded"
+    assert process_job(job_id).outcome == "succeeded"
     result = result_of(job_id)
     assert b"canary-plain" not in result
     decoded = cv2.imdecode(np.frombuffer(result, np.uint8), cv2.IMREAD_COLOR)
@@ -66,7 +69,7 @@ def test_a_plain_job_succeeds_without_the_uploads_metadata(redis_conn: redis.Red
 
 def test_an_end_to_end_job_answers_to_the_reply_key_only(redis_conn: redis.Redis) -> None:
     job_id = queued_job(sealed(photo("canary-e2e")), e2e=True)
-    assert process_job(job_id) == "succeeded"
+    assert process_job(job_id).outcome == "succeeded"
     result = result_of(job_id)
     assert result[:4] == envelope.RESULT_MAGIC
     opened = envelope.open_result(
@@ -92,7 +95,7 @@ def test_an_envelope_the_job_process_refuses_ends_with_the_webs_code(
     upload: object, code: str
 ) -> None:
     job_id = queued_job(upload(), e2e=True)  # type: ignore[operator]
-    assert process_job(job_id) == "failed"
+    assert process_job(job_id).outcome == "failed"
     assert error_of(job_id) == code
 
 
@@ -103,15 +106,15 @@ def test_a_sealed_upload_that_does_not_open_is_an_integrity_error(
     blob = bytearray(redis_conn.get(keys.input_key(job_id)) or b"")
     blob[-1] ^= 1
     redis_conn.set(keys.input_key(job_id), bytes(blob), keepttl=True)
-    assert process_job(job_id) == "failed"
+    assert process_job(job_id).outcome == "failed"
     assert error_of(job_id) == "integrity_error"
 
 
 def test_a_job_that_is_not_there_to_take_is_skipped(redis_conn: redis.Redis) -> None:
     job_id = queued_job(photo())
-    assert process_job(job_id) == "succeeded"
+    assert process_job(job_id).outcome == "succeeded"
     # A second delivery of the same message finds it ended: it does nothing.
-    assert process_job(job_id) == "skipped"
+    assert process_job(job_id).outcome == "skipped"
     assert store.get_job(job_id).status == "succeeded"  # type: ignore[union-attr]
 
 
@@ -119,9 +122,24 @@ def test_a_broken_photo_fails_undecodable_and_a_bad_param_invalid_params(
     redis_conn: redis.Redis,
 ) -> None:
     broken = queued_job(photo()[:300])
-    assert process_job(broken) == "failed"
+    assert process_job(broken).outcome == "failed"
     assert error_of(broken) == "undecodable_image"
     job_id = queued_job(photo())
     redis_conn.hset(keys.job_key(job_id), "params", '{"smoothing": "lots"}')
-    assert process_job(job_id) == "failed"
+    assert process_job(job_id).outcome == "failed"
     assert error_of(job_id) == "invalid_params"
+
+
+def test_a_job_process_needs_no_database(django_assert_num_queries: Any) -> None:
+    """Every end a job process reaches is a change in Redis; the accounting is its pool's."""
+    endings = []
+    with django_assert_num_queries(0):
+        good, broken = queued_job(photo()), queued_job(photo()[:300])
+        endings = [process_job(job_id) for job_id in (good, broken, good, str(uuid.uuid4()))]
+    outcomes = [(ending.outcome, ending.found) for ending in endings]
+    assert outcomes == [
+        ("succeeded", ""),
+        ("failed", ""),
+        ("skipped", "succeeded"),
+        ("skipped", "missing"),
+    ]

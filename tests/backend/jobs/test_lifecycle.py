@@ -35,6 +35,13 @@ def trace_of(job_id: str) -> tuple[str, str]:
     return trace.status, trace.error_code
 
 
+def delivered(job_id: str) -> None:
+    """A delivery that finds no queued job, as a job process and its pool process handle it."""
+    claimed = lifecycle.claim(job_id)
+    assert claimed.record is None
+    lifecycle.account(lifecycle.Ending(job_id, "skipped", found=claimed.found))
+
+
 def submit() -> str:
     return lifecycle.submit(
         client_id=1,
@@ -82,7 +89,7 @@ def test_a_claim_takes_a_queued_job_once(redis_conn: redis.Redis) -> None:
 
     claimed = lifecycle.claim(job_id)
 
-    assert claimed is not None and claimed.record is not None
+    assert claimed.found == "claimed" and claimed.record is not None
     assert claimed.record.status == "running"
     assert claimed.open_image() == b"\xff\xd8\xff\xe0 a photo"
     assert not redis_conn.exists(keys.input_key(job_id))
@@ -91,7 +98,7 @@ def test_a_claim_takes_a_queued_job_once(redis_conn: redis.Redis) -> None:
 def test_a_second_delivery_of_a_running_job_fails_it_worker_lost(redis_conn: redis.Redis) -> None:
     job_id = running_job(traced=True)
 
-    assert lifecycle.claim(job_id) is None
+    delivered(job_id)
 
     record = store.get_job(job_id)
     assert (record.status, record.error_code) == ("failed", "worker_lost")
@@ -104,7 +111,7 @@ def test_a_claim_after_the_upload_expired_ends_the_job_expired(redis_conn: redis
     job_id = queued_job(traced=True)
     redis_conn.delete(keys.input_key(job_id))
 
-    assert lifecycle.claim(job_id) is None
+    delivered(job_id)
 
     record = store.get_job(job_id)
     assert (record.status, record.error_code) == ("expired", "input_expired")
@@ -115,7 +122,7 @@ def test_a_claim_of_a_job_redis_lost_ends_its_trace_lost(redis_conn: redis.Redis
     job_id = queued_job(traced=True)
     redis_conn.delete(keys.job_key(job_id))
 
-    assert lifecycle.claim(job_id) is None
+    delivered(job_id)
 
     assert trace_of(job_id) == ("failed", "lost")
     assert finished(redis_conn, "failed", "lost") == 1
@@ -130,11 +137,46 @@ def test_success_is_published_counted_and_traced_once(redis_conn: redis.Redis) -
 
     published = lifecycle.succeed(job_id, data=b"out", content_type="image/png", run_ms=7)
 
-    assert published is not None and published.record.status == "succeeded"
+    assert published is not None and published.status == "succeeded"
     assert lifecycle.succeed(job_id, data=b"again", content_type="image/png", run_ms=7) is None
     assert finished(redis_conn, "succeeded") == 1
     assert trace_of(job_id) == ("succeeded", "")
     assert [event for event, _ in audited(job_id)] == ["succeeded"]
+
+
+def test_a_job_process_changes_the_state_and_its_ending_is_accounted_elsewhere(
+    redis_conn: redis.Redis,
+) -> None:
+    job_id = running_job(traced=True)
+
+    ending = lifecycle.publish(job_id, data=b"out", content_type="image/png", run_ms=7)
+
+    assert store.get_job(job_id).status == "succeeded"
+    assert finished(redis_conn, "succeeded") == 0 and audited(job_id) == []
+    # The ending crosses a pipe as metadata: no result token goes with it.
+    sent = ending.to_json()
+    assert ending.record is not None and ending.record.result_token_sealed
+    assert ending.record.result_token_sealed.encode() not in sent
+    received = lifecycle.Ending.from_json(sent)
+    assert received.record is not None and received.record.result_token_sealed is None
+    lifecycle.account(received)
+    assert finished(redis_conn, "succeeded") == 1
+    assert trace_of(job_id) == ("succeeded", "")
+    assert audited(job_id) == [("succeeded", "")]
+
+
+def test_a_job_process_that_died_after_its_end_still_gets_it_accounted(
+    redis_conn: redis.Redis,
+) -> None:
+    job_id = running_job(traced=True)
+    lifecycle.reject(job_id, job_error("internal_error"))  # and then the process died
+
+    assert lifecycle.lose(job_id) == "gone"
+
+    assert trace_of(job_id) == ("failed", "internal_error")
+    assert finished(redis_conn, "failed", "internal_error") == 1
+    lifecycle.lose(job_id)  # a second report of the death counts nothing twice
+    assert finished(redis_conn, "failed", "internal_error") == 1
 
 
 def test_a_failure_applies_only_from_the_expected_status(redis_conn: redis.Redis) -> None:

@@ -112,7 +112,6 @@ def test_another_clients_job_answers_like_no_job(client: ApiClient) -> None:
 def test_an_end_to_end_result_downloads_as_an_envelope(client: ApiClient, published: None) -> None:
     job_id = submit(client, sealed(photo()))
     claimed = lifecycle.claim(job_id)
-    assert claimed is not None
     reply = envelope.parse_upload(claimed.open_image()).reply_key
     result = envelope.seal_result(
         b"{}", reply_key=reply, service="ephemera", task="cartoonize", job_id=job_id
@@ -121,6 +120,8 @@ def test_an_end_to_end_result_downloads_as_an_envelope(client: ApiClient, publis
         job_id, data=result, content_type="application/json", run_ms=1
     )
     assert published_result is not None
-    download = services.result_take(client=client, token=published_result.token)
+    token = store.reveal_token(published_result)
+    assert token is not None
+    download = services.result_take(client=client, token=token)
     assert (download.content_type, download.data) == (envelope.CONTENT_TYPE, result)
-    assert owner_hash(client.pk) == published_result.record.owner
+    assert owner_hash(client.pk) == published_result.owner

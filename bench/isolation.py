@@ -1,8 +1,8 @@
 """The cost of job isolation: a fresh process per job vs pool processes that run jobs themselves.
 
 With ``EPHEMERA_ISOLATE_JOBS=true`` (the default) each job runs in a process
-forked for it alone from a warm pool process (``workers.isolation``), which
-exits after the job. This runs the same jobs through a worker each way, at
+forked for it alone, in advance, by its pool process's fork server
+(``workers.isolation``), which exits after the job. This runs the same jobs through a worker each way, at
 concurrency 1 and 2, one after the other in one run, and prints throughput and
 ratios (isolated / live-on, and 2 processes / 1), the worker node's memory
 with every model loaded, and the private memory one job adds, per task.

@@ -70,17 +70,30 @@ class Process:
         return Process._children_of(self.pid)
 
     def job_processes(self, *, busy: bool) -> list[int]:
-        """A worker node's job processes (the children of its pool processes).
+        """A worker node's job processes (forked by its pool processes' fork servers).
 
         With ``busy``, only those running a job: a spare sleeps in a pipe read,
         waiting for its job id.
         """
-        found: list[int] = []
-        for pool in self.children():
-            for pid in Process._children_of(pool):
-                if not busy or not _waits_on_a_pipe(pid):
-                    found.append(pid)
-        return found
+        from workers.isolation import JOB_PROCESS_NAME
+
+        return [
+            pid
+            for server in self.fork_servers()
+            for pid in Process._children_of(server)
+            if _named(pid, JOB_PROCESS_NAME) and (not busy or not _waits_on_a_pipe(pid))
+        ]
+
+    def fork_servers(self) -> list[int]:
+        """The processes that fork a worker node's job processes, one per pool process."""
+        from workers.isolation import FORK_SERVER_NAME
+
+        return [
+            pid
+            for pool in self.children()
+            for pid in Process._children_of(pool)
+            if _named(pid, FORK_SERVER_NAME)
+        ]
 
     @staticmethod
     def _children_of(pid: int) -> list[int]:
@@ -277,6 +290,13 @@ def memory_holds(pid: int, needles: Iterable[bytes]) -> set[bytes]:
                 found |= {needle for needle in wanted - found if needle in chunk}
                 tail = chunk[-longest:]
     return found
+
+
+def _named(pid: int, name: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == name
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def _waits_on_a_pipe(pid: int) -> bool:

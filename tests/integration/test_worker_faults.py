@@ -1,10 +1,11 @@
 """Worker processes SIGKILLed under load: every job ends, none runs twice.
 
-Pool processes and job processes of a real worker node are killed at random
-while four keep-alive clients submit jobs. Every job id handed out ends in a
-terminal status (a killed one ``failed``/``worker_lost``), the node replaces
-what was killed and goes on, and no job is run to a second result: the
-succeeded count in the metrics equals the jobs that answer ``succeeded``.
+Pool processes, job processes and the fork servers that start them, of a real
+worker node, are killed at random while four keep-alive clients submit jobs.
+Every job id handed out ends in a terminal status (a killed one
+``failed``/``worker_lost``), the node replaces what was killed and goes on,
+and no job is run to a second result: the succeeded count in the metrics
+equals the jobs that answer ``succeeded``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ pytestmark = pytest.mark.slow
 #: A Redis database of the session's server that only this module uses.
 FAULTS_REDIS_DB = 14
 JOBS = 40
-KILLS = 6
+KILLS = 8
+#: What the killer aims at, in turn.
+TARGETS = ("job", "fork server", "job", "pool")
 
 
 @pytest.fixture
@@ -77,10 +80,12 @@ def test_killed_pool_and_job_processes_end_their_jobs_and_nothing_runs_twice(
         rng = random.Random(7)
         while len(kills) < KILLS and not stop.is_set():
             time.sleep(0.5)
-            if len(kills) % 3 == 2:
-                targets, kind = worker.children(), "pool"
-            else:
-                targets, kind = worker.job_processes(busy=True), "job"
+            kind = TARGETS[len(kills) % len(TARGETS)]
+            targets = {
+                "job": lambda: worker.job_processes(busy=True),
+                "fork server": worker.fork_servers,
+                "pool": worker.children,
+            }[kind]()
             if targets:
                 os.kill(rng.choice(targets), signal.SIGKILL)
                 kills.append(kind)
@@ -96,7 +101,7 @@ def test_killed_pool_and_job_processes_end_their_jobs_and_nothing_runs_twice(
         stop.set()
         thread.join()
 
-    assert len(kills) >= 5, (kills, report)
+    assert len(kills) >= 7 and set(kills) == set(TARGETS), (kills, report)
     worker.ensure_running()
     assert not report.silently_lost, report
     assert len(report.handed_out) == JOBS, report

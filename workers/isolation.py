@@ -26,12 +26,12 @@ child after every job cost ~230 ms per job; a fork on demand still put ~15 ms
 of fork and ~17 ms of exit teardown in each job's path; the spare takes both
 out.
 
-Limits apply to the job process itself: its address space (``RLIMIT_AS``), its
-soft time limit (a timer armed when the job arrives, which raises
-``SoftTimeLimitExceeded`` inside it, so the pipeline ends the job
-``time_limit``), and its life: it dies with the fork server, which dies with
-its pool process (``PR_SET_PDEATHSIG`` both), so Celery's hard time limit,
-which kills the pool process, also kills the job.
+Limits apply to the job process itself: its address space (``RLIMIT_AS``, set
+once in the fork server and inherited), its soft time limit (a timer armed
+when the job arrives, which raises ``SoftTimeLimitExceeded`` inside it, so the
+pipeline ends the job ``time_limit``), and its life: it dies with the fork
+server, which dies with its pool process (``PR_SET_PDEATHSIG`` both), so
+Celery's hard time limit, which kills the pool process, also kills the job.
 """
 
 from __future__ import annotations
@@ -185,6 +185,8 @@ def _serve_forks(requests: socket.socket, *, parent: int) -> None:
         _die_with_parent(parent)
         _name_process(FORK_SERVER_NAME)
         _leave_database_connections()
+        # Inherited by every job process, which so starts under its ceiling.
+        limits.apply_child_limits()
         # What the pool process allocated since the parent's freeze: out of the
         # collector's sight too, so no collection dirties the pages it shares.
         gc.freeze()
@@ -236,7 +238,6 @@ def _serve(jobs: int, outcomes: int, *, parent: int) -> None:
     try:
         _die_with_parent(parent)
         _name_process(JOB_PROCESS_NAME)
-        limits.apply_child_limits()
         _connect()
         with os.fdopen(jobs, "rb") as stream:
             job_id = stream.readline().decode().strip()

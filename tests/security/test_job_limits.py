@@ -77,6 +77,14 @@ def test_a_job_over_the_memory_ceiling_fails_out_of_memory(redis_conn: redis.Red
     assert not redis_conn.exists(keys.input_key(job_id))
 
 
+def address_space_limit(pid: int) -> int:
+    """A process's soft RLIMIT_AS, as /proc shows it."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max address space"):
+            return int(line.split()[3])
+    raise AssertionError(f"no address space limit for {pid}")
+
+
 @pytest.fixture
 def limits_db(settings: object, tmp_path: Path) -> Iterator[str]:
     """Point this process's store at a database of its own, for a worker of its own."""
@@ -100,6 +108,7 @@ def test_a_job_over_its_time_limit_fails_and_the_worker_goes_on(
         # A 2048x2048 cartoonize with 5 smoothing passes takes well over 0.2 s.
         EPHEMERA_TASK_SOFT_LIMIT="0.2",
         EPHEMERA_TASK_HARD_LIMIT="5",
+        EPHEMERA_WORKER_MEMORY_MB="3072",
         EPHEMERA_HEALTH_DIR=str(tmp_path / "health"),
     )
     migrate_worker_database(env)
@@ -119,6 +128,10 @@ def test_a_job_over_its_time_limit_fails_and_the_worker_goes_on(
         assert record is not None
         assert record.status == "succeeded"
         worker.ensure_running()
+        # The next job's process waits under the same memory ceiling.
+        spares = worker.job_processes(busy=False)
+        assert spares
+        assert {address_space_limit(pid) for pid in spares} == {3072 * 1024 * 1024}
     finally:
         sender.close()
         worker.stop()

@@ -118,7 +118,7 @@ def main() -> None:
     image = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (args.side, args.side))
     photo = cv2.imencode(".jpg", image)[1].tobytes()
     rates: dict[tuple[str, int], list[float]] = {}
-    memory: tuple[float, float] = (0.0, 0.0)
+    memory: list[tuple[float, float]] = []
     with bench_stack() as running:
         # Rounds alternate the four set-ups, so a drift of the machine's speed
         # touches all of them alike; each reports its median round.
@@ -130,8 +130,8 @@ def main() -> None:
                     )
                     jobs_per_second(photo, 2 * concurrency)  # warm-up: first connections
                     if (isolate, concurrency) == ("true", 2):
-                        time.sleep(1)  # the warm-up's job processes gone, new spares ready
-                        memory = node_memory_mb(worker.pid)
+                        time.sleep(2)  # idle: the warm-up's job processes gone, spares waiting
+                        memory.append(node_memory_mb(worker.pid))
                     rate = jobs_per_second(photo, args.jobs)
                     rates.setdefault((isolate, concurrency), []).append(rate)
                     running.stop()
@@ -156,8 +156,9 @@ def main() -> None:
         f"live-on on this machine: {live_scale:.2f})"
     )
     print(
-        f"worker node with every model loaded: parent RSS {memory[0]:.0f} MB, node PSS "
-        f"{memory[1]:.0f} MB  (target <= 600 MB)"
+        f"worker node (concurrency 2, idle) with every model loaded, median of rounds: parent "
+        f"RSS {statistics.median(rss for rss, _ in memory):.0f} MB, node PSS "
+        f"{statistics.median(pss for _, pss in memory):.0f} MB  (target <= 600 MB)"
     )
     print(f"private memory one job adds, per task (side {args.side}):")
     for name, megabytes in added.items():

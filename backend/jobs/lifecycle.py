@@ -39,7 +39,7 @@ from redis.exceptions import RedisError
 from backend import abuse, metrics
 from backend.audit.services import EventName, audit_record
 from backend.ephemeral import store
-from backend.ephemeral.keys import ACTIVE, Status
+from backend.ephemeral.keys import Status
 from backend.ephemeral.records import JobRecord, cancelled_ttl, ended_ttl, record_ttl
 from backend.errors import UPLOAD_REJECTIONS, CodedError, job_error
 from backend.imaging import ImageHeader
@@ -232,6 +232,8 @@ def _unclaimed(job_id: str, found: str) -> None:
         expire(job_id, expected=("queued",), code="input_expired")
     elif found == "missing":
         reconcile(job_id)
+    elif (record := store.get_job(job_id)) is not None and record.terminal:
+        _account_late(record)
 
 
 def succeed(job_id: str, *, data: bytes, content_type: str, run_ms: int) -> JobRecord | None:
@@ -315,15 +317,22 @@ def lose(job_id: str) -> Loss:
     record = store.get_job(job_id)
     if record is None:
         reconcile(job_id)
-    elif record.terminal and _still_traced(job_id):
-        # The process ended the job, then died before handing its ending back.
-        account(Ending(job_id, cast(Outcome, record.status), record))
+    elif record.terminal:
+        _account_late(record)
     return "gone"
 
 
-def _still_traced(job_id: str) -> bool:
-    trace = traces.trace_get(job_id)
-    return trace is not None and trace.status in ACTIVE
+def _account_late(record: JobRecord) -> None:
+    """Account for an end nobody accounted for, once: whoever closes the trace does it.
+
+    A job process can end its job and die before handing its ending back, and a
+    pool process can die between the two; the message's redelivery, or the
+    failure hook, then finds the job ended with its trace still open.
+    """
+    code = record.error_code or ""
+    if traces.trace_close(job_id=record.id, status=record.status, code=code):
+        logger.warning("job_accounted_late", extra={"job": hashed_id(record.id)})
+        account(Ending(record.id, cast(Outcome, record.status), record))
 
 
 def cancel(job_id: str, *, client_id: object) -> JobRecord | None:

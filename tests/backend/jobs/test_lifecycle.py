@@ -179,6 +179,20 @@ def test_a_job_process_that_died_after_its_end_still_gets_it_accounted(
     assert finished(redis_conn, "failed", "internal_error") == 1
 
 
+def test_a_redelivery_accounts_for_an_end_whose_pool_process_died_before_it(
+    redis_conn: redis.Redis,
+) -> None:
+    job_id = running_job(traced=True)
+    lifecycle.publish(job_id, data=b"out", content_type="image/png", run_ms=7)  # never accounted
+
+    delivered(job_id)
+    delivered(job_id)
+
+    assert finished(redis_conn, "succeeded") == 1
+    assert trace_of(job_id) == ("succeeded", "")
+    assert audited(job_id) == [("succeeded", "")]
+
+
 def test_a_failure_applies_only_from_the_expected_status(redis_conn: redis.Redis) -> None:
     job_id = queued_job(traced=True)
     assert lifecycle.fail(job_id, job_error("internal_error")) is None  # not running

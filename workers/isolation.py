@@ -44,7 +44,10 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import NoReturn
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django import db
@@ -166,51 +169,58 @@ def run_isolated(job_id: str) -> Ending | None:
 
 
 def _start_fork_server() -> _ForkServer:
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _flush_output()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pool_process = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the fork server, which exits through os._exit
         ours.close()
-        _serve_forks(theirs, parent=pool_process)
+        serve = partial(_serve_forks, theirs)
+        _live(FORK_SERVER_NAME, "job_fork_server_error", pool_process, serve)
     theirs.close()
     return _ForkServer(pid=pid, requests=ours)
 
 
-def _serve_forks(requests: socket.socket, *, parent: int) -> None:
-    """The fork server's life: fork a spare on each pair of pipe ends it is sent."""
+def _live(name: str, error_event: str, parent: int, life: Callable[[], None]) -> NoReturn:
+    """A forked process's whole life: tied to its parent, named, and ended with ``os._exit``.
+
+    ``os._exit`` runs no finaliser and no ``atexit`` hook of the inherited
+    interpreter; the exit status is 0 when ``life`` returns, 1 when it raises.
+    """
     code = 1
     try:
         _die_with_parent(parent)
-        _name_process(FORK_SERVER_NAME)
-        _leave_database_connections()
-        # Inherited by every job process, which so starts under its ceiling.
-        limits.apply_child_limits()
-        # What the pool process allocated since the parent's freeze: out of the
-        # collector's sight too, so no collection dirties the pages it shares.
-        gc.freeze()
-        signal.signal(signal.SIGCHLD, _reap_job_processes)
-        server = os.getpid()
-        while True:
-            message, pipe_ends, _, _ = socket.recv_fds(requests, 1, 2)
-            if not message:  # the pool process closed its end or exited
-                code = 0
-                return
-            sys.stdout.flush()
-            sys.stderr.flush()
-            if os.fork() == 0:  # pragma: no cover - the spare, which exits through os._exit
-                requests.close()
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                _serve(*pipe_ends, parent=server)
-            for pipe_end in pipe_ends:
-                os.close(pipe_end)
+        _name_process(name)
+        life()
+        code = 0
     except BaseException as exc:
-        logger.error("job_fork_server_error", extra={"error_type": type(exc).__name__})
+        logger.error(error_event, extra={"error_type": type(exc).__name__})
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _flush_output()
         os._exit(code)
+
+
+def _serve_forks(requests: socket.socket) -> None:
+    """The fork server's work: fork a spare on each pair of pipe ends it is sent."""
+    _leave_database_connections()
+    # Inherited by every job process, which so starts under its ceiling.
+    limits.apply_child_limits()
+    # What the pool process allocated since the parent's freeze: out of the
+    # collector's sight too, so no collection dirties the pages it shares.
+    gc.freeze()
+    signal.signal(signal.SIGCHLD, _reap_job_processes)
+    server = os.getpid()
+    while True:
+        message, pipe_ends, _, _ = socket.recv_fds(requests, 1, 2)
+        if not message:  # the pool process closed its end or exited
+            return
+        _flush_output()
+        if os.fork() == 0:  # pragma: no cover - the spare, which exits through os._exit
+            requests.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _live(JOB_PROCESS_NAME, "job_process_error", server, partial(_serve, *pipe_ends))
+        for pipe_end in pipe_ends:
+            os.close(pipe_end)
 
 
 def _reap_job_processes(signum: int, frame: object) -> None:
@@ -232,32 +242,26 @@ def _reap_job_processes(signum: int, frame: object) -> None:
             )
 
 
-def _serve(jobs: int, outcomes: int, *, parent: int) -> None:
-    """The spare's whole life: get ready, wait for one job id, run it, report, exit."""
-    code = 1
-    try:
-        _die_with_parent(parent)
-        _name_process(JOB_PROCESS_NAME)
-        _connect()
-        with os.fdopen(jobs, "rb") as stream:
-            job_id = stream.readline().decode().strip()
-        if not job_id:  # the pool process went away before giving a job
-            code = 0
-            return
-        _arm_soft_time_limit()
-        from workers.pipeline import process_job
+def _serve(jobs: int, outcomes: int) -> None:
+    """The spare's work: get ready, wait for one job id, run it, report."""
+    _connect()
+    with os.fdopen(jobs, "rb") as stream:
+        job_id = stream.readline().decode().strip()
+    if not job_id:  # the pool process went away before giving a job
+        return
+    _arm_soft_time_limit()
+    from workers.pipeline import process_job
 
-        ending = process_job(job_id)
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        with os.fdopen(outcomes, "wb") as stream:
-            stream.write(ending.to_json())
-        code = 0
-    except BaseException as exc:
-        logger.error("job_process_error", extra={"error_type": type(exc).__name__})
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    ending = process_job(job_id)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    with os.fdopen(outcomes, "wb") as stream:
+        stream.write(ending.to_json())
+
+
+def _flush_output() -> None:
+    """Flush what this process buffered, so no fork copies it and no exit drops it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
 
 
 def _die_with_parent(parent: int) -> None:

@@ -230,10 +230,8 @@ def _unclaimed(job_id: str, found: str) -> None:
         fail(job_id, job_error("worker_lost"))
     elif found == "no_input":
         expire(job_id, expected=("queued",), code="input_expired")
-    elif found == "missing":
-        reconcile(job_id)
-    elif (record := store.get_job(job_id)) is not None and record.terminal:
-        _account_late(record)
+    else:
+        _settle_ended(job_id)
 
 
 def succeed(job_id: str, *, data: bytes, content_type: str, run_ms: int) -> JobRecord | None:
@@ -314,12 +312,18 @@ def lose(job_id: str) -> Loss:
     expected: tuple[Status, ...] = ("queued",) if deliveries >= 0 else ("running",)
     if fail(job_id, job_error("worker_lost"), expected=expected) is not None:
         return "ended"
+    _settle_ended(job_id)
+    return "gone"
+
+
+def _settle_ended(job_id: str) -> None:
+    """A job no delivery can run any more: answer for it if Redis lost it, or
+    account for its end if nobody did."""
     record = store.get_job(job_id)
     if record is None:
         reconcile(job_id)
     elif record.terminal:
         _account_late(record)
-    return "gone"
 
 
 def _account_late(record: JobRecord) -> None:

@@ -74,19 +74,18 @@ def test_an_envelope_that_does_not_open_ends_the_job_with_its_code(
     assert caught.value.code == "envelope_rejected"
 
 
-def test_a_worker_refuses_to_start_without_the_active_keys_private_half(
-    monkeypatch: pytest.MonkeyPatch, keys: None
+@pytest.mark.parametrize(
+    ("line", "refusal"),
+    [
+        (_line("w0", WORKER.private), "lacks its private half"),
+        (_line("w1", OTHER.private), "not the private half"),
+    ],
+    ids=["without the active key's private half", "a private key not the published one's half"],
+)
+def test_a_worker_refuses_to_start_with_private_keys_that_do_not_match(
+    monkeypatch: pytest.MonkeyPatch, keys: None, line: str, refusal: str
 ) -> None:
-    monkeypatch.setenv("EPHEMERA_E2E_PRIVATE_KEYS", _line("w0", WORKER.private))
+    monkeypatch.setenv("EPHEMERA_E2E_PRIVATE_KEYS", line)
     e2e.private_keys.cache_clear()
-    with pytest.raises(ConfigError, match="lacks its private half"):
-        e2e.private_keys()
-
-
-def test_a_worker_refuses_a_private_key_that_is_not_the_published_ones_half(
-    monkeypatch: pytest.MonkeyPatch, keys: None
-) -> None:
-    monkeypatch.setenv("EPHEMERA_E2E_PRIVATE_KEYS", _line("w1", OTHER.private))
-    e2e.private_keys.cache_clear()
-    with pytest.raises(ConfigError, match="not the private half"):
+    with pytest.raises(ConfigError, match=refusal):
         e2e.private_keys()

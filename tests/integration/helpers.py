@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from backend.ephemeral import connection
 from backend.jobs.queue import JOBS_QUEUE, enqueue_job
+from tests.harness import wait_until
 from workers.celery_app import app
 
 if TYPE_CHECKING:
@@ -52,12 +53,21 @@ def redis_values(conn: redis.Redis) -> list[bytes]:
     return values
 
 
+#: Remote control rides Redis pub/sub, which drops a broadcast that no worker has
+#: subscribed for yet: a worker that just said "ready" may miss the first one. The
+#: commands are idempotent, so the helpers below send them until the worker answers.
+
+
 def pause_consumers(worker: Worker) -> None:
     """Stop the worker taking jobs, so a job stays queued (remote control, for real)."""
-    replies = app.control.cancel_consumer(
-        JOBS_QUEUE, reply=True, timeout=5, destination=[worker.hostname]
+    wait_until(
+        lambda: app.control.cancel_consumer(
+            JOBS_QUEUE, reply=True, timeout=1, destination=[worker.hostname]
+        ),
+        timeout=15,
+        message="the worker did not confirm it stopped consuming",
+        interval=0,
     )
-    assert replies, "the worker did not confirm it stopped consuming"
     # A BRPOP the idle worker had in flight when its consumer was cancelled
     # still takes the next message: feed it a harmless one (an id no job has),
     # then drop whatever is left, so the queue holds only what the test puts in.
@@ -67,10 +77,14 @@ def pause_consumers(worker: Worker) -> None:
 
 
 def resume_consumers(worker: Worker) -> None:
-    replies = app.control.add_consumer(
-        JOBS_QUEUE, reply=True, timeout=5, destination=[worker.hostname]
+    wait_until(
+        lambda: app.control.add_consumer(
+            JOBS_QUEUE, reply=True, timeout=1, destination=[worker.hostname]
+        ),
+        timeout=15,
+        message="the worker did not confirm it consumes again",
+        interval=0,
     )
-    assert replies, "the worker did not confirm it consumes again"
 
 
 def allow_face_verify(persona_name: str) -> None:

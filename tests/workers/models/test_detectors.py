@@ -191,6 +191,9 @@ def test_an_unreadable_centerface_file_raises_model_file_error(data: bytes) -> N
         centerface_from_bytes(data)
 
 
-def test_another_model_file_in_its_place_raises_model_file_error(model_dir: Path) -> None:
+@pytest.mark.parametrize("other", ["pnet.pt", "multistyle26.onnx"], ids=["torch", "onnx"])
+def test_another_model_file_in_its_place_raises_model_file_error(
+    model_dir: Path, other: str
+) -> None:
     with pytest.raises(ModelFileError, match=r"centerface\.onnx"):
-        centerface_from_bytes((model_dir / "pnet.pt").read_bytes())
+        centerface_from_bytes((model_dir / other).read_bytes())

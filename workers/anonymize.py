@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 #: from the detection copy. MTCNN finds the small faces (its window is 12 px;
 #: on the composed set it found 99% of them alone); CenterFace is there for
 #: the larger ones and those MTCNN misses (turned heads), and found few faces
-#: under 24 px even at 960. Its cost grows with the area: on one core 960x544
-#: took 110 ms, 640x384 48 ms, 384x224 17 ms. 384 passed the recall checks but
+#: under 24 px even at 960. Its cost grows with the area: on one core, with
+#: OpenCV's DNN module, 960x544 took 110 ms, 640x384 48 ms, 384x224 17 ms (on
+#: ONNX Runtime now, 960x544 48 ms, 640x352 18 ms). 384 passed the recall checks but
 #: no longer reached a 50 px face of the group photos that, merged with
 #: MTCNN's box, widened the hidden area past the face's edge
 #: (test_anonymize); 640 keeps it (issue 14). detect and face_crop return

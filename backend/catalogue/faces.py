@@ -16,17 +16,6 @@ from typing import Any
 #: window is 12 px): 960 is half of 1080p's long side, so a 1920x1080 photo is
 #: searched down to 24 px faces within the worker's time budget (bench/faces.py).
 DEFAULT_DETECT_SIZE = 960
-#: For anonymize: longest side of the smaller copy CenterFace runs on, taken
-#: from the detection copy. MTCNN finds the small faces (its window is 12 px;
-#: on the composed set it found 99% of them alone); CenterFace is there for
-#: the larger ones and those MTCNN misses (turned heads), and found few faces
-#: under 24 px even at 960. Its cost grows with the area: on one core 960x544
-#: took 110 ms, 640x384 48 ms, 384x224 17 ms. 384 passed the recall checks but
-#: no longer reached a 50 px face of the group photos that, merged with
-#: MTCNN's box, widened the hidden area past the face's edge
-#: (test_anonymize); 640 keeps it (issue 14). detect and face_crop return
-#: CenterFace's boxes and landmarks to the client and keep the whole copy.
-CENTERFACE_SIZE = 640
 RECALL_THRESHOLDS: dict[str, Any] = {"mtcnn": [0.6, 0.6, 0.6], "centerface": 0.2}
 PRECISION_THRESHOLDS: dict[str, Any] = {"mtcnn": [0.6, 0.7, 0.7], "centerface": 0.5}
 

@@ -254,11 +254,16 @@ def _in_redis(e2e: E2EStack, needle: bytes) -> list[str]:
 
 
 def _failed_with(e2e: E2EStack, image: bytes, task: str = "cartoonize") -> str:
+    """The code a job ended with, read from the submit's own answer (``Prefer: wait``).
+
+    Not from a later GET: the failure that blocks a client (its third
+    rejection in a row) would also refuse that GET, if it came after the end.
+    """
     e2e.start_worker()
     with e2e.http() as http:
-        response = _post(http, image, task)
-        assert response.status_code == 202, response.text
-        body = _ended(http, response.json()["id"])
+        response = _post(http, image, task, headers={"Prefer": "wait=60"})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
     assert body["status"] == "failed", body
     assert body["e2e"] is True
     return str(body["error"]["code"])

@@ -5,9 +5,15 @@ an RGB image in 0..1 of any size that is a multiple of 4 and a vector of 26
 style weights (one style, or a blend), and answers the stylized image.
 
 Runtime, measured on one core (``bench/learned.py``, 1024x768): OpenCV DNN
-about 1.0-1.3 s, onnxruntime 1.32 about 0.7 s. OpenCV is chosen to add no
-dependency, and to meet the 1 s budget the net runs on at most
-``NET_MAX_PIXELS`` (0.75 s for a 1 MP photo, all included, see ``StyleNet``);
+about 1.0-1.3 s, onnxruntime 1.32 about 0.7 s. ONNX Runtime is a dependency
+now (CenterFace runs on it) and runs this net three times as fast at the
+0.4 MP net size (146-165 against 587 ms, outputs within 1.3e-5), but its
+memory arena keeps a run's activations in the process: 50-100 MB more after
+the runs of ``bench/learned.py`` (without the arena it ran at 332 ms and
+still kept 20 MB). stylize meets its 1 s budget on OpenCV, whose graph is
+dropped after each call, so it stays there. To meet the budget the net runs
+on at most ``NET_MAX_PIXELS`` (0.52 s for a 1 MP photo, all included, see
+``StyleNet``);
 the result is brought back to the photo's size by guided-filter joint
 upsampling (He et al. 2013, "fast guided filter"
 variant), which takes the edges from the full-size photo instead of blurring

@@ -204,7 +204,14 @@ def account(ending: Ending) -> JobRecord | None:
         if ending.outcome == "cancelled":
             logger.info("job_cancelled_while_running", extra={"job": hashed_id(ending.job_id)})
         return None
-    _ended(record)
+    _account_end(record, bytes_out=ending.bytes_out)
+    return record
+
+
+def _account_end(record: JobRecord, *, bytes_out: int = 0) -> bool:
+    """Account for a job's end, once; False when another process had done it."""
+    if not _ended(record):
+        return False
     if record.status == "succeeded":
         if record.e2e:
             # The job process found a valid photo in the envelope: an accepted upload.
@@ -214,12 +221,12 @@ def account(ending: Ending) -> JobRecord | None:
             extra={
                 "job": hashed_id(record.id),
                 "run_ms": record.run_ms,
-                "bytes_out": ending.bytes_out,
+                "bytes_out": bytes_out,
             },
         )
     elif record.status == "failed":
         logger.info("job_failed", extra={"job": hashed_id(record.id), "code": record.error_code})
-    return record
+    return True
 
 
 def _unclaimed(job_id: str, found: str) -> None:
@@ -333,10 +340,8 @@ def _account_late(record: JobRecord) -> None:
     pool process can die between the two; the message's redelivery, or the
     failure hook, then finds the job ended with its trace still open.
     """
-    code = record.error_code or ""
-    if traces.trace_close(job_id=record.id, status=record.status, code=code):
+    if _account_end(record):
         logger.warning("job_accounted_late", extra={"job": hashed_id(record.id)})
-        account(Ending(record.id, cast(Outcome, record.status), record))
 
 
 def cancel(job_id: str, *, client_id: object) -> JobRecord | None:
@@ -373,8 +378,18 @@ def reconcile(job_id: str) -> traces.JobTrace | None:
     return trace
 
 
-def _ended(record: JobRecord) -> None:
+def _ended(record: JobRecord) -> bool:
+    """Count, audit and announce an end, if this process is the first to close its trace.
+
+    The pool process that ran the job and the late accounting of a redelivery
+    or of the failure hook can both get here for one end, and a pool process
+    can die between counting and closing: closing first is the claim, so the
+    end is counted once. If the database cannot be asked, the end is counted
+    all the same (a count twice is better than none).
+    """
     code = record.error_code or ""
+    if traces.trace_close(job_id=record.id, status=record.status, code=code) is False:
+        return False
     _count_end(record.task, record.status, code)
     if record.queued_ms is not None:
         metrics.observe("ephemera_job_queue_seconds", record.queued_ms / 1000, task=record.task)
@@ -388,8 +403,8 @@ def _ended(record: JobRecord) -> None:
         run_ms=record.run_ms,
         outcome=code,
     )
-    traces.trace_close(job_id=record.id, status=record.status, code=code)
     webhooks.job_ended(record)
+    return True
 
 
 def _count_end(task: str, status: str, code: str) -> None:

@@ -46,21 +46,25 @@ def trace_discard(job_id: str) -> None:
     JobTrace.objects.filter(id=job_id).delete()
 
 
-def trace_close(*, job_id: str, status: str, code: str = "") -> bool:
-    """Note the end of a job that was still active; False when it had ended already.
+def trace_close(*, job_id: str, status: str, code: str = "") -> bool | None:
+    """Note the end of a job that was still active; False when it had ended already,
+    None when that cannot be told (no trace, or the database could not be asked).
 
+    Closing is a conditional update, so of several processes that close the
+    same end only one gets True: the lifecycle accounts for the end there.
     Never raises a database error: the job's end is already true in Redis, and
     a trace left active only makes a later read answer ``lost`` wrongly if
     Redis also loses the record, which the log line below lets an operator see.
     """
     try:
-        updated = JobTrace.objects.filter(id=job_id, status__in=ACTIVE).update(
+        if JobTrace.objects.filter(id=job_id, status__in=ACTIVE).update(
             status=status, error_code=code, ended_at=timezone.now()
-        )
+        ):
+            return True
+        return False if JobTrace.objects.filter(id=job_id).exists() else None
     except DatabaseError as exc:
         logger.error("trace_write_failed", extra={"error_type": type(exc).__name__})
-        return False
-    return bool(updated)
+        return None
 
 
 def trace_get(job_id: str) -> JobTrace | None:

@@ -193,6 +193,31 @@ def test_a_redelivery_accounts_for_an_end_whose_pool_process_died_before_it(
     assert audited(job_id) == [("succeeded", "")]
 
 
+def test_an_end_both_a_redelivery_and_its_pool_process_account_for_is_counted_once(
+    redis_conn: redis.Redis,
+) -> None:
+    """The pool process was slow (or died after counting): the redelivery got there first."""
+    job_id = running_job(traced=True)
+    ending = lifecycle.publish(job_id, data=b"out", content_type="image/png", run_ms=7)
+    delivered(job_id)  # accounts late
+
+    lifecycle.account(ending)  # the pool process, after all
+
+    assert finished(redis_conn, "succeeded") == 1
+    assert audited(job_id) == [("succeeded", "")]
+
+
+def test_an_end_is_counted_once_however_often_it_is_reported(redis_conn: redis.Redis) -> None:
+    job_id = running_job(traced=True)
+    ending = lifecycle.reject(job_id, job_error("internal_error"))
+
+    for _ in range(3):
+        lifecycle.account(ending)
+
+    assert finished(redis_conn, "failed", "internal_error") == 1
+    assert audited(job_id) == [("failed", "internal_error")]
+
+
 def test_a_failure_applies_only_from_the_expected_status(redis_conn: redis.Redis) -> None:
     job_id = queued_job(traced=True)
     assert lifecycle.fail(job_id, job_error("internal_error")) is None  # not running

@@ -23,11 +23,15 @@ def open_trace(*, created_at: float | None = None, lives: float = 600) -> str:
 
 def test_a_trace_closes_once(db: None) -> None:
     job_id = open_trace()
-    assert traces.trace_close(job_id=job_id, status="failed", code="time_limit")
-    assert not traces.trace_close(job_id=job_id, status="succeeded")
+    assert traces.trace_close(job_id=job_id, status="failed", code="time_limit") is True
+    assert traces.trace_close(job_id=job_id, status="succeeded") is False
     trace = JobTrace.objects.get(id=job_id)
     assert (trace.status, trace.error_code) == ("failed", "time_limit")
     assert trace.ended_at is not None
+
+
+def test_closing_a_job_without_a_trace_cannot_tell_who_ended_it(db: None) -> None:
+    assert traces.trace_close(job_id=str(uuid.uuid4()), status="succeeded") is None
 
 
 def test_a_succeeded_job_read_from_its_trace_is_expired_and_lost(db: None) -> None:

@@ -209,9 +209,32 @@ def account(ending: Ending) -> JobRecord | None:
 
 
 def _account_end(record: JobRecord, *, bytes_out: int = 0) -> bool:
-    """Account for a job's end, once; False when another process had done it."""
-    if not _ended(record):
+    """Count, audit, announce and log an end, if this process is the first to close its
+    trace; False when another process had accounted for it.
+
+    The pool process that ran the job and the late accounting of a redelivery
+    or of the failure hook can both get here for one end, and a pool process
+    can die between counting and closing: closing first is the claim, so the
+    end is counted once. If the database cannot be asked, the end is counted
+    all the same (a count twice is better than none).
+    """
+    code = record.error_code or ""
+    if traces.trace_close(job_id=record.id, status=record.status, code=code) is False:
         return False
+    _count_end(record.task, record.status, code)
+    if record.queued_ms is not None:
+        metrics.observe("ephemera_job_queue_seconds", record.queued_ms / 1000, task=record.task)
+    if record.run_ms is not None:
+        metrics.observe("ephemera_job_run_seconds", record.run_ms / 1000, task=record.task)
+    audit_record(
+        event=cast(EventName, record.status),
+        job_id=record.id,
+        task=record.task,
+        queued_ms=record.queued_ms,
+        run_ms=record.run_ms,
+        outcome=code,
+    )
+    webhooks.job_ended(record)
     if record.status == "succeeded":
         if record.e2e:
             # The job process found a valid photo in the envelope: an accepted upload.
@@ -376,35 +399,6 @@ def reconcile(job_id: str) -> traces.JobTrace | None:
         # The webhook, sealed in the trace too, is the one thing of it Redis could not lose.
         webhooks.job_ended(traces.as_record(trace))
     return trace
-
-
-def _ended(record: JobRecord) -> bool:
-    """Count, audit and announce an end, if this process is the first to close its trace.
-
-    The pool process that ran the job and the late accounting of a redelivery
-    or of the failure hook can both get here for one end, and a pool process
-    can die between counting and closing: closing first is the claim, so the
-    end is counted once. If the database cannot be asked, the end is counted
-    all the same (a count twice is better than none).
-    """
-    code = record.error_code or ""
-    if traces.trace_close(job_id=record.id, status=record.status, code=code) is False:
-        return False
-    _count_end(record.task, record.status, code)
-    if record.queued_ms is not None:
-        metrics.observe("ephemera_job_queue_seconds", record.queued_ms / 1000, task=record.task)
-    if record.run_ms is not None:
-        metrics.observe("ephemera_job_run_seconds", record.run_ms / 1000, task=record.task)
-    audit_record(
-        event=cast(EventName, record.status),
-        job_id=record.id,
-        task=record.task,
-        queued_ms=record.queued_ms,
-        run_ms=record.run_ms,
-        outcome=code,
-    )
-    webhooks.job_ended(record)
-    return True
 
 
 def _count_end(task: str, status: str, code: str) -> None:

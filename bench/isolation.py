@@ -1,7 +1,7 @@
 """The cost of job isolation: a fresh process per job vs pool processes that run jobs themselves.
 
 With ``EPHEMERA_ISOLATE_JOBS=true`` (the default) each job runs in a process
-forked for it alone, in advance, by its pool process's fork server
+forked for it alone, in advance, by the node's fork server
 (``workers.isolation``), which exits after the job. This runs the same jobs
 through a worker each way, at concurrency 1 and 2, in alternating rounds in
 one run, and prints throughput and ratios (isolated / live-on, and 2
@@ -35,8 +35,8 @@ from bench.harness import bench_stack
 def node_memory_mb(parent_pid: int) -> tuple[float, float]:
     """RSS of the worker's parent, and PSS of the whole node, in MB.
 
-    The node is the parent and every process under it: pool processes, their
-    fork servers and the spares waiting for a job.
+    The node is the parent and every process under it: pool processes, the
+    fork server and the spares waiting for a job.
     """
     pids, pending = [], [parent_pid]
     while pending:

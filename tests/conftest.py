@@ -145,12 +145,12 @@ def migrate_worker_database(env: dict[str, str]) -> None:
 
 
 def worker_env(**overrides: str) -> dict[str, str]:
-    """The session's environment for a worker node of one pool process, named uniquely."""
-    return ephemera_env(
-        WORKER_HOSTNAME=f"test-{uuid.uuid4().hex[:6]}@{socket.gethostname()}",
-        WORKER_CONCURRENCY="1",
-        **overrides,
-    )
+    """The session's environment for a worker node (one pool process by default), named uniquely."""
+    defaults = {
+        "WORKER_HOSTNAME": f"test-{uuid.uuid4().hex[:6]}@{socket.gethostname()}",
+        "WORKER_CONCURRENCY": "1",
+    }
+    return ephemera_env(**{**defaults, **overrides})
 
 
 @pytest.fixture(scope="session")

@@ -66,11 +66,16 @@ class Process:
     hostname: str = ""
 
     def children(self) -> list[int]:
-        """The pids of this process's direct children (gunicorn workers, pool processes)."""
-        return Process._children_of(self.pid)
+        """The pids of this process's direct children (gunicorn workers, pool processes).
+
+        A worker node's fork server, also its parent's child, is not among them.
+        """
+        from workers.isolation import FORK_SERVER_NAME
+
+        return [pid for pid in Process._children_of(self.pid) if not _named(pid, FORK_SERVER_NAME)]
 
     def job_processes(self, *, busy: bool) -> list[int]:
-        """A worker node's job processes (forked by its pool processes' fork servers).
+        """A worker node's job processes (forked by its fork servers).
 
         With ``busy``, only those running a job: a spare sleeps in a pipe read,
         waiting for its job id.
@@ -85,13 +90,14 @@ class Process:
         ]
 
     def fork_servers(self) -> list[int]:
-        """The processes that fork a worker node's job processes, one per pool process."""
+        """The processes that fork a worker node's job processes: the node's, and
+        those of pool processes that outlived it."""
         from workers.isolation import FORK_SERVER_NAME
 
         return [
             pid
-            for pool in self.children()
-            for pid in Process._children_of(pool)
+            for parent in (self.pid, *self.children())
+            for pid in Process._children_of(parent)
             if _named(pid, FORK_SERVER_NAME)
         ]
 
@@ -293,10 +299,13 @@ def memory_holds(pid: int, needles: Iterable[bytes]) -> set[bytes]:
 
 
 def _named(pid: int, name: str) -> bool:
+    """A live process of that name: not a zombie, which its parent has yet to reap."""
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() == name
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return False
+    command, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
+    return command == name and state != "Z"
 
 
 def _waits_on_a_pipe(pid: int) -> bool:

@@ -10,28 +10,27 @@ metadata (``lifecycle.Ending``): the pool process accounts for it (metric,
 audit row, trace, webhook) over its own long-lived connections, so a job
 process never opens a database connection.
 
-The spares are forked by a *fork server*: a process the pool process forks
-once, at its start, which does nothing but fork. Forking from the pool
-process itself made every page it wrote afterwards (Celery's bookkeeping, the
-accounting) a copy-on-write fault, about 2,000 per job, on the job's critical
-path; the fork server's memory stays as it was forked, so after its first
-forks nothing is copied, and the fork itself (page tables) runs beside the
-job, in the fork server. The next spare is asked for as soon as a job is
-handed over, so neither a fork nor a job process's exit is on any job's
-critical path. The fork server reaps the job processes and logs those that
-died.
-
-Measured on the 2-core machine (bench/isolation.py): replacing the Celery pool
-child after every job cost ~230 ms per job; a fork on demand still put ~15 ms
-of fork and ~17 ms of exit teardown in each job's path; the spare takes both
-out.
+The spares are forked by the node's *fork server*: a process the worker's
+parent forks once, after the models are loaded and before the pool starts,
+which does nothing but fork. Its memory stays as the parent left it, in
+transparent huge pages (``_map_in_huge_pages``), so a fork copies one
+page-table entry per 2 MiB of models instead of 512, and the job process's
+exit tears down as few. A fork server forked from a pool process instead
+inherits the pool process's page tables, which Celery's own writes had split
+back into 4 KiB entries: each job then cost twice the kernel time (measured in
+bench/isolation.py). The fork runs beside the job, in the fork server, and the
+next spare is asked for as soon as a job is handed over, so neither a fork nor
+a job process's exit is on any job's critical path. The fork server reaps the
+job processes and logs those that died. Should it die, each pool process
+starts a fork server of its own and goes on.
 
 Limits apply to the job process itself: its address space (``RLIMIT_AS``, set
 once in the fork server and inherited), its soft time limit (a timer armed
 when the job arrives, which raises ``SoftTimeLimitExceeded`` inside it, so the
-pipeline ends the job ``time_limit``), and its life: it dies with the fork
-server, which dies with its pool process (``PR_SET_PDEATHSIG`` both), so
-Celery's hard time limit, which kills the pool process, also kills the job.
+pipeline ends the job ``time_limit``), and its life: it watches the pool
+process that handed it the job (a pidfd sent with the request) and kills
+itself when that process dies, so Celery's hard time limit, which kills the
+pool process, also kills the job.
 """
 
 from __future__ import annotations
@@ -41,12 +40,15 @@ import ctypes
 import gc
 import logging
 import os
+import select
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import NoReturn
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -60,19 +62,30 @@ logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
+_MADV_HUGEPAGE = 14
+_MADV_COLLAPSE = 25
+_HUGE_PAGE = 2 * 1024 * 1024
 #: Process names (``/proc/<pid>/comm``, ``ps``), so operators and tests tell them apart.
 FORK_SERVER_NAME = "ephemera-forks"
 JOB_PROCESS_NAME = "ephemera-job"
+#: A request to the fork server: this byte, with the spare's ends of its two
+#: pipes and a pidfd of the pool process that will hand it its job.
+_FORK = b"f"
+_FDS_PER_REQUEST = 3
+#: The stack of a job process's watch on its pool process: it only waits.
+_WATCH_STACK = 64 * 1024
 
 
 @dataclass
 class _ForkServer:
     pid: int
-    #: The pool process's end of the socket the spares' pipe ends go down.
+    #: The pool processes' end of the socket the requests go down.
     requests: socket.socket
 
     def stop(self) -> None:
         self.requests.close()
+        # Only the process that forked it can reap it; the node's fork server
+        # is the worker parent's child, not a pool process's.
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
 
@@ -89,8 +102,12 @@ class JobProcesses:
     """This pool process's fork server and spare."""
 
     def __init__(self) -> None:
+        #: The node's fork server until it fails; then one of this pool process's own.
         self.forks: _ForkServer | None = None
         self.spare: _Spare | None = None
+        #: A pidfd of this pool process, sent with each request; opened here,
+        #: after the fork, as the parent's would name the parent.
+        self._pool: tuple[int, int] | None = None
 
     def prepare(self) -> None:
         if self.spare is None:
@@ -140,7 +157,9 @@ class JobProcesses:
         jobs_read, jobs_write = os.pipe()
         outcomes_read, outcomes_write = os.pipe()
         try:
-            socket.send_fds(self.forks.requests, [b"f"], [jobs_read, outcomes_write])
+            socket.send_fds(
+                self.forks.requests, [_FORK], [jobs_read, outcomes_write, self._pool_pidfd()]
+            )
         except OSError:
             os.close(jobs_write)
             os.close(outcomes_read)
@@ -150,12 +169,24 @@ class JobProcesses:
             os.close(outcomes_write)
         return _Spare(jobs=jobs_write, outcomes=outcomes_read)
 
+    def _pool_pidfd(self) -> int:
+        if self._pool is None or self._pool[0] != os.getpid():
+            self._pool = (os.getpid(), os.pidfd_open(os.getpid()))
+        return self._pool[1]
+
 
 _processes = JobProcesses()
 
 
+def start_node_fork_server() -> None:
+    """In the worker's parent, after the models are loaded: the fork server every
+    pool process inherits (through ``_processes``) and asks for its spares."""
+    _map_in_huge_pages()
+    _processes.forks = _start_fork_server()
+
+
 def prepare() -> None:
-    """Start the fork server and the first spare, so even the first job finds one."""
+    """Ask for the first spare, so even the first job finds one."""
     _processes.prepare()
 
 
@@ -170,26 +201,32 @@ def run_isolated(job_id: str) -> Ending | None:
 
 def _start_fork_server() -> _ForkServer:
     _flush_output()
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    pool_process = os.getpid()
+    # Packets: the pool processes share one socket to the node's fork server,
+    # and each request (its byte with its descriptors) must arrive whole.
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the fork server, which exits through os._exit
         ours.close()
         serve = partial(_serve_forks, theirs)
-        _live(FORK_SERVER_NAME, "job_fork_server_error", pool_process, serve)
+        _live(FORK_SERVER_NAME, "job_fork_server_error", serve, parent=parent)
     theirs.close()
     return _ForkServer(pid=pid, requests=ours)
 
 
-def _live(name: str, error_event: str, parent: int, life: Callable[[], None]) -> NoReturn:
-    """A forked process's whole life: tied to its parent, named, and ended with ``os._exit``.
+def _live(
+    name: str, error_event: str, life: Callable[[], None], *, parent: int | None = None
+) -> NoReturn:
+    """A forked process's whole life: named, ended with ``os._exit``, and with
+    ``parent``, ended with that process too.
 
     ``os._exit`` runs no finaliser and no ``atexit`` hook of the inherited
     interpreter; the exit status is 0 when ``life`` returns, 1 when it raises.
     """
     code = 1
     try:
-        _die_with_parent(parent)
+        if parent is not None:
+            _die_with_parent(parent)
         _name_process(name)
         life()
         code = 0
@@ -201,26 +238,29 @@ def _live(name: str, error_event: str, parent: int, life: Callable[[], None]) ->
 
 
 def _serve_forks(requests: socket.socket) -> None:
-    """The fork server's work: fork a spare on each pair of pipe ends it is sent."""
+    """The fork server's work: fork a spare on each request it is sent."""
     _leave_database_connections()
     # Inherited by every job process, which so starts under its ceiling.
     limits.apply_child_limits()
-    # What the pool process allocated since the parent's freeze: out of the
+    # What its parent allocated since the models' freeze: out of the
     # collector's sight too, so no collection dirties the pages it shares.
     gc.freeze()
     signal.signal(signal.SIGCHLD, _reap_job_processes)
-    server = os.getpid()
     while True:
-        message, pipe_ends, _, _ = socket.recv_fds(requests, 1, 2)
-        if not message:  # the pool process closed its end or exited
+        message, fds, _, _ = socket.recv_fds(requests, len(_FORK), _FDS_PER_REQUEST)
+        if not message:  # every process that could ask has closed its end or exited
             return
+        if message != _FORK or len(fds) != _FDS_PER_REQUEST:
+            for fd in fds:
+                os.close(fd)
+            continue
         _flush_output()
         if os.fork() == 0:  # pragma: no cover - the spare, which exits through os._exit
             requests.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            _live(JOB_PROCESS_NAME, "job_process_error", server, partial(_serve, *pipe_ends))
-        for pipe_end in pipe_ends:
-            os.close(pipe_end)
+            _live(JOB_PROCESS_NAME, "job_process_error", partial(_serve, *fds))
+        for fd in fds:
+            os.close(fd)
 
 
 def _reap_job_processes(signum: int, frame: object) -> None:
@@ -242,8 +282,9 @@ def _reap_job_processes(signum: int, frame: object) -> None:
             )
 
 
-def _serve(jobs: int, outcomes: int) -> None:
+def _serve(jobs: int, outcomes: int, pool: int) -> None:
     """The spare's work: get ready, wait for one job id, run it, report."""
+    _die_with_pool(pool)
     _connect()
     with os.fdopen(jobs, "rb") as stream:
         job_id = stream.readline().decode().strip()
@@ -256,6 +297,58 @@ def _serve(jobs: int, outcomes: int) -> None:
     signal.setitimer(signal.ITIMER_REAL, 0)
     with os.fdopen(outcomes, "wb") as stream:
         stream.write(ending.to_json())
+
+
+def _die_with_pool(pool: int) -> None:
+    """Kill this process when the pool process dies (a hard time limit kills it).
+
+    The pool process is not this process's parent, so ``PR_SET_PDEATHSIG``
+    cannot tie them; a thread waits on the pool process's pidfd, which turns
+    readable when it exits. The thread takes no signal: the soft limit's alarm
+    must interrupt the job, in the main thread.
+    """
+
+    def watch() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        select.select([pool], [], [])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    previous = threading.stack_size(_WATCH_STACK)
+    try:
+        threading.Thread(target=watch, name="pool-watch", daemon=True).start()
+    finally:
+        threading.stack_size(previous)
+
+
+def _map_in_huge_pages() -> None:
+    """Move what is loaded into transparent huge pages, before anything forks.
+
+    glibc's heap already grows in huge pages (``glibc.malloc.hugetlb=1``, set
+    by ``bin/ephemera worker``), but memory mapped by other allocators, and
+    heap pages touched before the madvise, are 4 KiB pages: about 170 MB of
+    the node's 357 MB. ``MADV_COLLAPSE`` (Linux 6.1) copies them into huge
+    pages in place, costing ~150 ms once and a few MB; a kernel without it
+    refuses, and forks then copy more page-table entries, nothing else.
+    """
+    libc = _libc()
+    collapsed = 0
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split()
+        perms, path = fields[1], (fields[5] if len(fields) > 5 else "")
+        # Private writable anonymous memory only: the heap and mmaps; files
+        # (libraries' code) and shared mappings are not copied at fork anyway.
+        if perms[1] != "w" or perms[3] != "p" or path not in ("", "[heap]"):
+            continue
+        start, end = (int(bound, 16) for bound in fields[0].split("-"))
+        start = -(-start // _HUGE_PAGE) * _HUGE_PAGE
+        end = end // _HUGE_PAGE * _HUGE_PAGE
+        if end <= start:
+            continue
+        address, length = ctypes.c_void_p(start), ctypes.c_size_t(end - start)
+        # MADV_HUGEPAGE also lets a job process's own new pages there come in huge.
+        libc.madvise(address, length, _MADV_HUGEPAGE)
+        collapsed += libc.madvise(address, length, _MADV_COLLAPSE) == 0
+    logger.info("models_mapped_in_huge_pages", extra={"ranges": collapsed})
 
 
 def _flush_output() -> None:
@@ -279,14 +372,14 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
-#: The pool process's database connections, as this process inherited them.
+#: The parent's database connections, as this process inherited them.
 _inherited_connections: list[object] = []
 
 
 def _leave_database_connections() -> None:
-    """Never touch the pool process's database sessions, not even to close them.
+    """Never touch the parent's database sessions, not even to close them.
 
-    Closing an inherited connection would end the pool process's session on
+    Closing an inherited connection would end the parent's session on
     the server (a terminate message on the shared socket); the objects stay
     referenced until ``os._exit``, which runs no finaliser. A job process needs
     no database: if anything ever asks, Django opens a connection of its own.

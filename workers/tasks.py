@@ -125,6 +125,8 @@ def _load_models(**_: Any) -> None:
     # worker: move it out of the collector's sight, so no collection in a
     # forked process writes to (and so copies) the pages it shares with us.
     gc.freeze()
+    if settings.EPHEMERA_ISOLATE_JOBS:
+        isolation.start_node_fork_server()
     health.mark_ready()
 
 

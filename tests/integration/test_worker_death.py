@@ -12,7 +12,7 @@ import pytest
 
 from backend.ephemeral import connection, keys, store
 from tests.conftest import Persona, Worker, jpeg_with_exif, portrait, worker_env
-from tests.harness import start_worker
+from tests.harness import start_worker, wait_until
 from tests.integration.helpers import submit, wait_for
 
 pytestmark = pytest.mark.slow
@@ -33,12 +33,20 @@ def test_a_job_whose_worker_child_is_killed_ends_failed_worker_lost(
     wait_until_running(job_id)
     children = worker.children()
     assert children, "the worker has no pool child"
+    running = worker.job_processes(busy=True)
+    assert running, "no job process runs the job"
     for pid in children:
         os.kill(pid, signal.SIGKILL)
 
     job = wait_for(alice.api, job_id)
     assert job["status"] == "failed"
     assert job["error"]["code"] == "worker_lost"
+    # Its job process, the fork server's child and not the pool process's, goes too.
+    wait_until(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in running),
+        timeout=10,
+        message="the job process outlived its pool process",
+    )
     assert not connection.client().exists(keys.input_key(job_id))
     assert not list(connection.client().scan_iter(match="eph:res:*"))
 

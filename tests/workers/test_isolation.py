@@ -1,0 +1,147 @@
+"""A worker node's job processes: forked by the node's fork server, one per
+job, each tied to the pool process that hands it its job."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import pytest
+import redis
+from celery import Celery
+
+from backend.ephemeral import connection, store
+from backend.ephemeral.records import JobRecord
+from tests.conftest import migrate_worker_database, portrait, worker_env
+from tests.factories import queued_job
+from tests.harness import Process, start_worker, wait_until
+
+pytestmark = pytest.mark.slow
+
+#: A Redis database of the session's server that only this module uses.
+ISOLATION_REDIS_DB = 12
+
+
+@pytest.fixture
+def node(settings: object, tmp_path: Path) -> Iterator[tuple[Process, Celery]]:
+    """A worker node of two pool processes, on a Redis database this process's store uses too."""
+    live = settings.REDIS_URL  # type: ignore[attr-defined]
+    url = f"{live.rsplit('/', 1)[0]}/{ISOLATION_REDIS_DB}"
+    redis.Redis.from_url(url).flushdb()
+    settings.REDIS_URL = url  # type: ignore[attr-defined]
+    connection.forget()
+    env = worker_env(
+        REDIS_URL=url, WORKER_CONCURRENCY="2", EPHEMERA_HEALTH_DIR=str(tmp_path / "health")
+    )
+    migrate_worker_database(env)
+    worker = start_worker(env, log_dir=tmp_path)
+    sender = Celery(broker=url)
+    try:
+        yield worker, sender
+    finally:
+        sender.close()
+        worker.stop()
+        redis.Redis.from_url(url).flushdb()
+        settings.REDIS_URL = live  # type: ignore[attr-defined]
+        connection.forget()
+
+
+def run_job(sender: Celery, side: int = 64) -> JobRecord:
+    job_id = queued_job(cv2.imencode(".jpg", portrait((side, side)))[1].tobytes())
+    sender.send_task("workers.run_job", args=[job_id], queue="jobs")
+    record = store.wait_for_end(job_id, timeout=60)
+    assert record is not None
+    assert record.status == "succeeded", record.error_code
+    return record
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def watched_pool(pid: int) -> int | None:
+    """The pool process a job process watches: the process its pidfd names."""
+    for fd in Path(f"/proc/{pid}/fdinfo").iterdir():
+        for line in fd.read_text().splitlines():
+            if line.startswith("Pid:"):
+                return int(line.split()[1])
+    return None
+
+
+def huge_pages_share(pid: int) -> float:
+    """The share of a process's anonymous memory mapped in transparent huge pages."""
+    rollup = dict(
+        line.split(":", 1)
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
+    )
+    return int(rollup["AnonHugePages"].split()[0]) / int(rollup["Anonymous"].split()[0])
+
+
+def test_the_nodes_fork_server_forks_a_spare_for_each_pool_process(
+    node: tuple[Process, Celery],
+) -> None:
+    worker, sender = node
+    assert run_job(sender).status == "succeeded"
+
+    [server] = worker.fork_servers()
+    assert parent_of(server) == worker.pid
+    wait_until(lambda: len(worker.job_processes(busy=False)) == 2, timeout=10, message="no spares")
+    assert {parent_of(pid) for pid in worker.job_processes(busy=False)} == {server}
+
+
+@pytest.mark.skipif(
+    "[never]" in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text(),
+    reason="transparent huge pages are off on this machine",
+)
+def test_the_fork_server_holds_the_models_in_huge_pages(node: tuple[Process, Celery]) -> None:
+    worker, _ = node
+    [server] = worker.fork_servers()
+    # Without the collapse, about half: only what glibc's heap grew into.
+    assert huge_pages_share(server) > 0.6
+
+
+def test_a_spare_dies_with_its_pool_process(node: tuple[Process, Celery]) -> None:
+    worker, sender = node
+    # A pool process killed before Celery saw it start stops the whole worker.
+    run_job(sender)
+    wait_until(
+        lambda: (
+            sorted(map(watched_pool, worker.job_processes(busy=False))) == sorted(worker.children())
+        ),
+        timeout=10,
+        message="no spare for each pool process",
+    )
+    pool = worker.children()[0]
+    [theirs] = [pid for pid in worker.job_processes(busy=False) if watched_pool(pid) == pool]
+
+    os.kill(pool, signal.SIGKILL)
+
+    wait_until(lambda: not alive(theirs), timeout=10, message="the spare outlived its pool process")
+    assert run_job(sender).status == "succeeded"
+
+
+def test_when_the_nodes_fork_server_dies_each_pool_process_forks_its_own(
+    node: tuple[Process, Celery],
+) -> None:
+    worker, sender = node
+    [server] = worker.fork_servers()
+
+    os.kill(server, signal.SIGKILL)
+
+    # Jobs go on: the spares already forked outlive the fork server, and the
+    # next ones come from fork servers of the pool processes' own.
+    assert [run_job(sender).status for _ in range(4)] == ["succeeded"] * 4
+    servers = worker.fork_servers()
+    assert servers
+    assert {parent_of(pid) for pid in servers} <= set(worker.children())

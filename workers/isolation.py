@@ -183,9 +183,19 @@ _processes = JobProcesses()
 
 def start_node_fork_server() -> None:
     """In the worker's parent, after the models are loaded: the fork server every
-    pool process inherits (through ``_processes``) and asks for its spares."""
-    _map_in_huge_pages()
+    pool process inherits (through ``_processes``) and asks for its spares.
+
+    Between the collapse and the fork runs as little Python as can be: each
+    page a process writes splits its huge page back into 4 KiB entries in that
+    process's page tables, which the fork server would inherit. With the Redis
+    client built before and the log written after, the fork server keeps 244 MB
+    in huge pages instead of 230 (of 357).
+    """
+    # Built here, so the fork server inherits it and each spare only connects.
+    _redis_client()
+    collapsed = _map_in_huge_pages()
     _processes.forks = _start_fork_server()
+    logger.info("models_mapped_in_huge_pages", extra={"ranges": collapsed})
 
 
 def prepare() -> None:
@@ -247,9 +257,6 @@ def _serve_forks(requests: socket.socket) -> None:
     limits.apply_child_limits()
     # What its parent allocated since the models' freeze: out of the
     # collector's sight too, so no collection dirties the pages it shares.
-    # Built here once, not in each spare: a spare then only opens its socket
-    # (~750 page faults and 2.8 ms instead of ~910 and 4.2, measured in a fork).
-    _redis_client()
     gc.freeze()
     signal.signal(signal.SIGCHLD, _reap_job_processes)
     while True:
@@ -326,7 +333,7 @@ def _die_with_pool(pool: int) -> None:
         threading.stack_size(previous)
 
 
-def _map_in_huge_pages() -> None:
+def _map_in_huge_pages() -> int:
     """Move what is loaded into transparent huge pages, before anything forks.
 
     glibc's heap already grows in huge pages (``glibc.malloc.hugetlb=1``, set
@@ -354,7 +361,7 @@ def _map_in_huge_pages() -> None:
         # MADV_HUGEPAGE also lets a job process's own new pages there come in huge.
         libc.madvise(address, length, _MADV_HUGEPAGE)
         collapsed += libc.madvise(address, length, _MADV_COLLAPSE) == 0
-    logger.info("models_mapped_in_huge_pages", extra={"ranges": collapsed})
+    return collapsed
 
 
 def _flush_output() -> None:
@@ -397,6 +404,8 @@ def _leave_database_connections() -> None:
 
 
 def _redis_client() -> Redis:
+    """The process's Redis client. Built before a fork, a child inherits it and
+    only opens its socket: ~750 page faults and 2.8 ms instead of ~910 and 4.2."""
     from backend.ephemeral.connection import client
 
     return client()

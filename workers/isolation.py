@@ -27,16 +27,18 @@ starts a fork server of its own and goes on.
 Limits apply to the job process itself: its address space (``RLIMIT_AS``, set
 once in the fork server and inherited), its soft time limit (a timer armed
 when the job arrives, which raises ``SoftTimeLimitExceeded`` inside it, so the
-pipeline ends the job ``time_limit``), and its life: it watches the pool
-process that handed it the job (a pidfd sent with the request) and kills
-itself when that process dies, so Celery's hard time limit, which kills the
-pool process, also kills the job.
+pipeline ends the job ``time_limit``), and its life: the pool process holds
+the write end of the job's pipe until the job has ended, and the kernel sends
+the job process SIGKILL the moment that end closes (``O_ASYNC`` with
+``F_SETSIG``), so Celery's hard time limit, which kills the pool process,
+also kills the job.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import gc
 import logging
 import os
@@ -44,7 +46,6 @@ import select
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, partial
@@ -71,12 +72,9 @@ _HUGE_PAGE = 2 * 1024 * 1024
 #: Process names (``/proc/<pid>/comm``, ``ps``), so operators and tests tell them apart.
 FORK_SERVER_NAME = "ephemera-forks"
 JOB_PROCESS_NAME = "ephemera-job"
-#: A request to the fork server: this byte, with the spare's ends of its two
-#: pipes and a pidfd of the pool process that will hand it its job.
+#: A request to the fork server: this byte, with the spare's ends of its two pipes.
 _FORK = b"f"
-_FDS_PER_REQUEST = 3
-#: The stack of a job process's watch on its pool process: it only waits.
-_WATCH_STACK = 64 * 1024
+_FDS_PER_REQUEST = 2
 
 
 @dataclass
@@ -95,7 +93,8 @@ class _ForkServer:
 
 @dataclass
 class _Spare:
-    #: Write end: the job id goes down it.
+    #: Write end: the job id goes down it. Held open until the job has ended:
+    #: closing it (this process's death included) kills the job process.
     jobs: int
     #: Read end: the ending comes up it; EOF without one means the process died.
     outcomes: int
@@ -108,9 +107,6 @@ class JobProcesses:
         #: The node's fork server until it fails; then one of this pool process's own.
         self.forks: _ForkServer | None = None
         self.spare: _Spare | None = None
-        #: A pidfd of this pool process, sent with each request; opened here,
-        #: after the fork, as the parent's would name the parent.
-        self._pool: tuple[int, int] | None = None
 
     def prepare(self) -> None:
         if self.spare is None:
@@ -122,6 +118,8 @@ class JobProcesses:
         self.spare = self._new_spare()
         with os.fdopen(spare.outcomes, "rb") as outcomes:
             reported = outcomes.read()
+        # The job process has reported, or died: its life no longer hangs on this end.
+        os.close(spare.jobs)
         # Nothing reported: the fork server logs how the process died.
         return Ending.from_json(reported) if reported else None
 
@@ -137,7 +135,6 @@ class JobProcesses:
                 os.close(pipe_end)
             spare = self._new_spare()
             os.write(spare.jobs, job_id.encode() + b"\n")
-        os.close(spare.jobs)
         return spare
 
     def _new_spare(self) -> _Spare:
@@ -160,9 +157,7 @@ class JobProcesses:
         jobs_read, jobs_write = os.pipe()
         outcomes_read, outcomes_write = os.pipe()
         try:
-            socket.send_fds(
-                self.forks.requests, [_FORK], [jobs_read, outcomes_write, self._pool_pidfd()]
-            )
+            socket.send_fds(self.forks.requests, [_FORK], [jobs_read, outcomes_write])
         except OSError:
             os.close(jobs_write)
             os.close(outcomes_read)
@@ -171,11 +166,6 @@ class JobProcesses:
             os.close(jobs_read)
             os.close(outcomes_write)
         return _Spare(jobs=jobs_write, outcomes=outcomes_read)
-
-    def _pool_pidfd(self) -> int:
-        if self._pool is None or self._pool[0] != os.getpid():
-            self._pool = (os.getpid(), os.pidfd_open(os.getpid()))
-        return self._pool[1]
 
 
 _processes = JobProcesses()
@@ -295,42 +285,47 @@ def _reap_job_processes(signum: int, frame: object) -> None:
             )
 
 
-def _serve(jobs: int, outcomes: int, pool: int) -> None:
+def _serve(jobs: int, outcomes: int) -> None:
     """The spare's work: get ready, wait for one job id, run it, report."""
-    _die_with_pool(pool)
     _connect()
-    with os.fdopen(jobs, "rb") as stream:
+    # The descriptor stays open: it ties this process to the pool process.
+    with os.fdopen(jobs, "rb", closefd=False) as stream:
         job_id = stream.readline().decode().strip()
     if not job_id:  # the pool process went away before giving a job
         return
+    _tie_to_pool(jobs)
     _arm_soft_time_limit()
     from workers.pipeline import process_job
 
     ending = process_job(job_id)
     signal.setitimer(signal.ITIMER_REAL, 0)
+    # The pool process closes its end once it has the ending: not a death.
+    _untie_from_pool(jobs)
     with os.fdopen(outcomes, "wb") as stream:
         stream.write(ending.to_json())
 
 
-def _die_with_pool(pool: int) -> None:
-    """Kill this process when the pool process dies (a hard time limit kills it).
+def _tie_to_pool(jobs: int) -> None:
+    """From now on, the kernel SIGKILLs this process when the pool process's
+    end of the job's pipe closes: when the pool process dies (a hard time
+    limit kills it), even in the middle of a model's C code.
 
     The pool process is not this process's parent, so ``PR_SET_PDEATHSIG``
-    cannot tie them; a thread waits on the pool process's pidfd, which turns
-    readable when it exits. The thread takes no signal: the soft limit's alarm
-    must interrupt the job, in the main thread.
+    cannot tie them; a pipe's last writer closing raises SIGIO for its
+    reader's owner, and ``F_SETSIG`` makes that signal SIGKILL. A pool process
+    that died before this call has already closed its end: checked after.
     """
+    fcntl.fcntl(jobs, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(jobs, fcntl.F_SETSIG, signal.SIGKILL)
+    fcntl.fcntl(jobs, fcntl.F_SETFL, fcntl.fcntl(jobs, fcntl.F_GETFL) | os.O_ASYNC)
+    hangup = select.poll()
+    hangup.register(jobs, select.POLLHUP)
+    if hangup.poll(0):
+        os._exit(1)
 
-    def watch() -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-        select.select([pool], [], [])
-        os.kill(os.getpid(), signal.SIGKILL)
 
-    previous = threading.stack_size(_WATCH_STACK)
-    try:
-        threading.Thread(target=watch, name="pool-watch", daemon=True).start()
-    finally:
-        threading.stack_size(previous)
+def _untie_from_pool(jobs: int) -> None:
+    fcntl.fcntl(jobs, fcntl.F_SETFL, fcntl.fcntl(jobs, fcntl.F_GETFL) & ~os.O_ASYNC)
 
 
 def _map_in_huge_pages() -> int:

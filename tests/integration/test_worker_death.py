@@ -33,19 +33,22 @@ def test_a_job_whose_worker_child_is_killed_ends_failed_worker_lost(
     wait_until_running(job_id)
     children = worker.children()
     assert children, "the worker has no pool child"
-    running = worker.job_processes(busy=True)
-    assert running, "no job process runs the job"
+    assert worker.job_processes(busy=True), "no job process runs the job"
+    logged = len(worker.log_path.read_bytes())
     for pid in children:
         os.kill(pid, signal.SIGKILL)
 
     job = wait_for(alice.api, job_id)
     assert job["status"] == "failed"
     assert job["error"]["code"] == "worker_lost"
-    # Its job process, the fork server's child and not the pool process's, goes too.
+    # Its job process, the fork server's child and not the pool process's, is
+    # killed with it, in the middle of the model: it does not run to its end.
     wait_until(
-        lambda: not any(Path(f"/proc/{pid}").exists() for pid in running),
+        lambda: (
+            b'"event": "job_process_died", "signal": 9' in worker.log_path.read_bytes()[logged:]
+        ),
         timeout=10,
-        message="the job process outlived its pool process",
+        message="the job process was not killed with its pool process",
     )
     assert not connection.client().exists(keys.input_key(job_id))
     assert not list(connection.client().scan_iter(match="eph:res:*"))

@@ -70,13 +70,15 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def watched_pool(pid: int) -> int | None:
-    """The pool process a job process watches: the process its pidfd names."""
-    for fd in Path(f"/proc/{pid}/fdinfo").iterdir():
-        for line in fd.read_text().splitlines():
-            if line.startswith("Pid:"):
-                return int(line.split()[1])
-    return None
+def pipes(pid: int) -> set[str]:
+    """The pipes a process holds an end of."""
+    ends = (os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    return {end for end in ends if end.startswith("pipe:")}
+
+
+def pool_of(spare: int, pools: list[int]) -> int | None:
+    """The pool process a spare serves: the one holding the other ends of its pipes."""
+    return next((pool for pool in pools if pipes(pool) & pipes(spare)), None)
 
 
 def huge_pages_share(pid: int) -> float:
@@ -115,15 +117,17 @@ def test_a_spare_dies_with_its_pool_process(node: tuple[Process, Celery]) -> Non
     worker, sender = node
     # A pool process killed before Celery saw it start stops the whole worker.
     run_job(sender)
+    pools = worker.children()
     wait_until(
         lambda: (
-            sorted(map(watched_pool, worker.job_processes(busy=False))) == sorted(worker.children())
+            sorted(pool_of(pid, pools) or 0 for pid in worker.job_processes(busy=False))
+            == sorted(pools)
         ),
         timeout=10,
         message="no spare for each pool process",
     )
-    pool = worker.children()[0]
-    [theirs] = [pid for pid in worker.job_processes(busy=False) if watched_pool(pid) == pool]
+    pool = pools[0]
+    [theirs] = [pid for pid in worker.job_processes(busy=False) if pool_of(pid, pools) == pool]
 
     os.kill(pool, signal.SIGKILL)
 

@@ -30,6 +30,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import bench_stack
+from tests.harness import smaps_rollup_kb
 
 
 def node_memory_mb(parent_pid: int) -> tuple[float, float]:
@@ -47,10 +48,8 @@ def node_memory_mb(parent_pid: int) -> tuple[float, float]:
             pending += [int(child) for child in children.split()]
 
     def field(pid: int, name: str) -> float:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith(name + ":"):
-                    return int(line.split()[1]) / 1024
+        with contextlib.suppress(OSError):  # a job process that just exited
+            return smaps_rollup_kb(pid)[name] / 1024
         return 0.0
 
     return field(parent_pid, "Rss"), sum(field(pid, "Pss") for pid in pids)
@@ -91,12 +90,8 @@ def private_mb_per_task(photo_bgr: object) -> dict[str, float]:
             # A two-photo task (face_verify) compares the photo with itself.
             photos = (photo_bgr, photo_bgr) if "reference" in spec.inputs else (photo_bgr,)
             run(*photos, params)
-            rollup = Path("/proc/self/smaps_rollup").read_text().splitlines()
-            private = sum(
-                int(line.split()[1])
-                for line in rollup
-                if line.startswith(("Private_Dirty:", "Private_Clean:"))
-            )
+            memory = smaps_rollup_kb(os.getpid())
+            private = memory["Private_Dirty"] + memory["Private_Clean"]
             os.write(write, str(private).encode())
             os._exit(0)
         os.close(write)

@@ -298,14 +298,42 @@ def memory_holds(pid: int, needles: Iterable[bytes]) -> set[bytes]:
     return found
 
 
-def _named(pid: int, name: str) -> bool:
-    """A live process of that name: not a zombie, which its parent has yet to reap."""
+@dataclass(frozen=True)
+class ProcessStatus:
+    """What ``/proc/<pid>/stat`` says of a process."""
+
+    command: str
+    state: str
+    parent: int
+
+    @property
+    def alive(self) -> bool:
+        """Running or sleeping: not a zombie, which its parent has yet to reap."""
+        return self.state != "Z"
+
+
+def process_status(pid: int) -> ProcessStatus | None:
+    """None once the process is gone (reaped)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
-        return False
-    command, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
-    return command == name and state != "Z"
+        return None
+    # The command sits in parentheses and may itself hold spaces or ")".
+    head, _, tail = stat.rpartition(")")
+    state, parent = tail.split()[:2]
+    return ProcessStatus(command=head.split("(", 1)[1], state=state, parent=int(parent))
+
+
+def smaps_rollup_kb(pid: int) -> dict[str, int]:
+    """A process's memory totals (``Rss``, ``Pss``, ``Anonymous``, ...), in KiB."""
+    lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
+    return {name: int(value.split()[0]) for name, value in (line.split(":", 1) for line in lines)}
+
+
+def _named(pid: int, name: str) -> bool:
+    """A live process of that name."""
+    status = process_status(pid)
+    return status is not None and status.alive and status.command == name
 
 
 def _waits_on_a_pipe(pid: int) -> bool:

@@ -17,7 +17,7 @@ from backend.ephemeral import connection, store
 from backend.ephemeral.records import JobRecord
 from tests.conftest import migrate_worker_database, portrait, worker_env
 from tests.factories import queued_job
-from tests.harness import Process, start_worker, wait_until
+from tests.harness import Process, process_status, smaps_rollup_kb, start_worker, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -58,16 +58,14 @@ def run_job(sender: Celery, side: int = 64) -> JobRecord:
     return record
 
 
-def parent_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+def parent_of(pid: int) -> int | None:
+    status = process_status(pid)
+    return status.parent if status else None
 
 
 def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    status = process_status(pid)
+    return status is not None and status.alive
 
 
 def pipes(pid: int) -> set[str]:
@@ -83,11 +81,8 @@ def pool_of(spare: int, pools: list[int]) -> int | None:
 
 def huge_pages_share(pid: int) -> float:
     """The share of a process's anonymous memory mapped in transparent huge pages."""
-    rollup = dict(
-        line.split(":", 1)
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
-    )
-    return int(rollup["AnonHugePages"].split()[0]) / int(rollup["Anonymous"].split()[0])
+    memory = smaps_rollup_kb(pid)
+    return memory["AnonHugePages"] / memory["Anonymous"]
 
 
 def test_the_nodes_fork_server_forks_a_spare_for_each_pool_process(

@@ -3,6 +3,7 @@ job, each tied to the pool process that hands it its job."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Iterator
@@ -69,9 +70,13 @@ def alive(pid: int) -> bool:
 
 
 def pipes(pid: int) -> set[str]:
-    """The pipes a process holds an end of."""
-    ends = (os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
-    return {end for end in ends if end.startswith("pipe:")}
+    """The pipes a process holds an end of; a descriptor closed while we look is skipped."""
+    found: set[str] = set()
+    with contextlib.suppress(FileNotFoundError):  # the process itself is gone
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                found.add(os.readlink(fd))
+    return {end for end in found if end.startswith("pipe:")}
 
 
 def pool_of(spare: int, pools: list[int]) -> int | None:

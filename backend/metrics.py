@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.metrics_core import Metric
 from redis.client import Pipeline
 
+from backend.ephemeral import scripts
 from backend.ephemeral.connection import client
 from backend.ephemeral.keys import GAUGES_KEY, METRICS_KEY, WORKER_PATTERN
 from backend.jobs.queue import QUEUES
@@ -44,6 +45,22 @@ def _field(name: str, labels: dict[str, str]) -> str:
     return name + "|" + "|".join(f"{key}={labels[key]}" for key in sorted(labels))
 
 
+#: Counter and histogram fields and what to add to each: one metric event.
+Additions = dict[str, float]
+
+# KEYS: marker hash, metrics. ARGV: marker field, metrics ttl, then field/amount pairs.
+# Adds once per marker: the marker and the counts change in one step, so a
+# process killed at any point has either counted (and marked) or not at all.
+# -1 when the marker hash does not exist (nothing is marked or counted then).
+ADD_ONCE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HSETNX', KEYS[1], ARGV[1], '1') == 0 then return 0 end
+for i = 3, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+
+
 def _write(key: str, commands: Callable[[Pipeline], object]) -> None:
     """Queue ``commands`` on one pipeline, refresh the key's TTL, send.
 
@@ -58,21 +75,55 @@ def _write(key: str, commands: Callable[[Pipeline], object]) -> None:
         logger.warning("metric_write_failed", extra={"error_type": type(exc).__name__})
 
 
+def counted(name: str, amount: float = 1, **labels: str) -> Additions:
+    """What adding ``amount`` to a counter adds."""
+    return {_field(name, labels): amount}
+
+
+def observed(name: str, seconds: float, **labels: str) -> Additions:
+    """What one observation adds to a histogram (cumulative buckets, sum, count)."""
+    additions = {
+        _field(name + "_bucket", {**labels, "le": bound}): 1.0
+        for bound in (*[str(bound) for bound in BUCKETS if seconds <= bound], "+Inf")
+    }
+    additions[_field(name + "_sum", labels)] = seconds
+    additions[_field(name + "_count", labels)] = 1.0
+    return additions
+
+
+def add(additions: Additions) -> None:
+    """Add to the shared counters."""
+
+    def commands(pipe: Pipeline) -> None:
+        for field, amount in additions.items():
+            pipe.hincrbyfloat(METRICS_KEY, field, amount)
+
+    _write(METRICS_KEY, commands)
+
+
+def add_once(additions: Additions, *, marker: str, flag: str) -> bool | None:
+    """Add to the counters unless the hash ``marker`` has ``flag`` set, and set it.
+
+    True when this call added, False when an earlier one had, None when the
+    marker hash is gone or Redis could not be asked (nothing added). Never raises.
+    """
+    pairs = [item for field, amount in additions.items() for item in (field, amount)]
+    try:
+        added = scripts.run(ADD_ONCE, keys=[marker, METRICS_KEY], args=[flag, METRICS_TTL, *pairs])
+    except Exception as exc:
+        logger.warning("metric_write_failed", extra={"error_type": type(exc).__name__})
+        return None
+    return None if added < 0 else bool(added)
+
+
 def inc(name: str, amount: float = 1, **labels: str) -> None:
     """Add to a counter."""
-    _write(METRICS_KEY, lambda pipe: pipe.hincrbyfloat(METRICS_KEY, _field(name, labels), amount))
+    add(counted(name, amount, **labels))
 
 
 def observe(name: str, seconds: float, **labels: str) -> None:
-    """Record one observation into a histogram (cumulative buckets, sum, count)."""
-
-    def commands(pipe: Pipeline) -> None:
-        for bound in (*[str(bound) for bound in BUCKETS if seconds <= bound], "+Inf"):
-            pipe.hincrbyfloat(METRICS_KEY, _field(name + "_bucket", {**labels, "le": bound}), 1)
-        pipe.hincrbyfloat(METRICS_KEY, _field(name + "_sum", labels), seconds)
-        pipe.hincrbyfloat(METRICS_KEY, _field(name + "_count", labels), 1)
-
-    _write(METRICS_KEY, commands)
+    """Record one observation into a histogram."""
+    add(observed(name, seconds, **labels))
 
 
 def set_gauge(name: str, value: float, **labels: str) -> None:

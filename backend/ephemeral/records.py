@@ -42,6 +42,10 @@ def webhook_event_ttl() -> int:
     return math.ceil(settings.EPHEMERA_WEBHOOK_WINDOW + 3600)
 
 
+#: The record's flag that its end is counted in the metrics.
+ACCOUNTED = "accounted"
+
+
 @dataclass(frozen=True)
 class JobRecord:
     id: str
@@ -73,6 +77,9 @@ class JobRecord:
     webhook_sealed: str | None = None
     #: The uploads are end-to-end envelopes, and the result is sealed to the client.
     e2e: bool = False
+    #: The job's end is counted in the metrics: set in the same step as the count,
+    #: so whichever process accounts for the end counts it once (``lifecycle``).
+    accounted: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -117,6 +124,7 @@ class JobRecord:
             deliveries=int(values.get("deliveries") or 0),
             webhook_sealed=values.get("webhook_sealed") or None,
             e2e=values.get("e2e") == "1",
+            accounted=values.get("accounted") == "1",
         )
 
     @classmethod

@@ -33,14 +33,15 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from django.conf import settings
+from django.db import DatabaseError, transaction
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from backend import abuse, metrics
 from backend.audit.services import EventName, audit_record
 from backend.ephemeral import store
-from backend.ephemeral.keys import Status
-from backend.ephemeral.records import JobRecord, cancelled_ttl, ended_ttl, record_ttl
+from backend.ephemeral.keys import Status, job_key
+from backend.ephemeral.records import ACCOUNTED, JobRecord, cancelled_ttl, ended_ttl, record_ttl
 from backend.errors import UPLOAD_REJECTIONS, CodedError, job_error
 from backend.imaging import ImageHeader
 from backend.jobs import traces
@@ -209,36 +210,26 @@ def account(ending: Ending) -> JobRecord | None:
 
 
 def _account_end(record: JobRecord, *, bytes_out: int = 0) -> bool:
-    """Count, audit, announce and log an end, if this process is the first to close its
-    trace; False when another process had accounted for it.
+    """Count, audit, announce and log an end that nobody accounted for yet; False
+    when another process had accounted for all of it.
 
-    The pool process that ran the job and the late accounting of a redelivery
-    or of the failure hook can both get here for one end, and a pool process
-    can die between counting and closing: closing first is the claim, so the
-    end is counted once. If the database cannot be asked, the end is counted
-    all the same (a count twice is better than none).
+    The pool process that ran the job, a redelivery and the failure hook can
+    all get here for one end, and any of them can be killed half way. So the
+    accounting is two steps, each done once whoever repeats it: the trace's
+    close with the audit row (one transaction), then the metrics (one Redis
+    step with the record's ``accounted`` flag). A process killed between them
+    leaves the second to whoever accounts late.
     """
-    code = record.error_code or ""
-    if traces.trace_close(job_id=record.id, status=record.status, code=code) is False:
+    closed = _close_trace_and_audit(record)
+    counted = _count_end_once(record, closed=closed)
+    if closed is False and not counted:
         return False
-    _count_end(record.task, record.status, code)
-    if record.queued_ms is not None:
-        metrics.observe("ephemera_job_queue_seconds", record.queued_ms / 1000, task=record.task)
-    if record.run_ms is not None:
-        metrics.observe("ephemera_job_run_seconds", record.run_ms / 1000, task=record.task)
-    audit_record(
-        event=cast(EventName, record.status),
-        job_id=record.id,
-        task=record.task,
-        queued_ms=record.queued_ms,
-        run_ms=record.run_ms,
-        outcome=code,
-    )
-    webhooks.job_ended(record)
-    if record.status == "succeeded":
-        if record.e2e:
+    if closed is not False:
+        webhooks.job_ended(record)
+        if record.status == "succeeded" and record.e2e:
             # The job process found a valid photo in the envelope: an accepted upload.
             abuse.note_accepted_upload(subjects=[client_subject(record.owner)])
+    if record.status == "succeeded":
         logger.info(
             "job_succeeded",
             extra={
@@ -250,6 +241,53 @@ def _account_end(record: JobRecord, *, bytes_out: int = 0) -> bool:
     elif record.status == "failed":
         logger.info("job_failed", extra={"job": hashed_id(record.id), "code": record.error_code})
     return True
+
+
+def _close_trace_and_audit(record: JobRecord) -> bool | None:
+    """Close the job's trace and write its audit row together; ``trace_close``'s answer.
+
+    One transaction, so no process dies having done one without the other. When
+    the database cannot be asked (None), the row is tried all the same.
+    """
+    code = record.error_code or ""
+    try:
+        with transaction.atomic():
+            closed = traces.trace_close(job_id=record.id, status=record.status, code=code)
+            if closed is not False:
+                audit_record(
+                    event=cast(EventName, record.status),
+                    job_id=record.id,
+                    task=record.task,
+                    queued_ms=record.queued_ms,
+                    run_ms=record.run_ms,
+                    outcome=code,
+                )
+    except DatabaseError as exc:
+        logger.error("trace_write_failed", extra={"error_type": type(exc).__name__})
+        return None
+    return closed
+
+
+def _count_end_once(record: JobRecord, *, closed: bool | None) -> bool:
+    """Count the end, its queue time and its run time in the metrics, once; True if here.
+
+    A record that expired meanwhile can hold no flag: then the trace's close
+    decides (and a database that could not be asked counts: twice beats never).
+    """
+    additions = _end_counts(record.task, record.status, record.error_code or "")
+    if record.queued_ms is not None:
+        additions |= metrics.observed(
+            "ephemera_job_queue_seconds", record.queued_ms / 1000, task=record.task
+        )
+    if record.run_ms is not None:
+        additions |= metrics.observed(
+            "ephemera_job_run_seconds", record.run_ms / 1000, task=record.task
+        )
+    counted = metrics.add_once(additions, marker=job_key(record.id), flag=ACCOUNTED)
+    if counted is None and closed is not False:
+        metrics.add(additions)
+        return True
+    return bool(counted)
 
 
 def _unclaimed(job_id: str, found: str) -> None:
@@ -401,5 +439,11 @@ def reconcile(job_id: str) -> traces.JobTrace | None:
     return trace
 
 
+def _end_counts(task: str, status: str, code: str) -> metrics.Additions:
+    return metrics.counted(
+        "ephemera_jobs_finished_total", task=task, status=status, error_code=code
+    )
+
+
 def _count_end(task: str, status: str, code: str) -> None:
-    metrics.inc("ephemera_jobs_finished_total", task=task, status=status, error_code=code)
+    metrics.add(_end_counts(task, status, code))

@@ -48,6 +48,22 @@ def test_a_histogram_observation_fills_every_bucket_it_fits(redis_conn: redis.Re
     assert found[("ephemera_job_run_seconds_count", (("task", "detect"),))] == 1.0
 
 
+def test_additions_once_per_marker_count_once_and_never_without_their_marker(
+    redis_conn: redis.Redis,
+) -> None:
+    additions = metrics.counted("ephemera_jobs_submitted_total", task="detect")
+    redis_conn.hset("eph:test:marker", "other", "1")
+
+    assert metrics.add_once(additions, marker="eph:test:marker", flag="counted") is True
+    assert metrics.add_once(additions, marker="eph:test:marker", flag="counted") is False
+    assert metrics.add_once(additions, marker="eph:test:gone", flag="counted") is None
+
+    assert samples("ephemera_jobs_submitted") == {
+        ("ephemera_jobs_submitted_total", (("task", "detect"),)): 1.0
+    }
+    assert not redis_conn.exists("eph:test:gone")
+
+
 def test_a_gauge_holds_the_last_value_written(redis_conn: redis.Redis) -> None:
     metrics.set_gauge("ephemera_privacy_findings", 3, check="debug_on")
     metrics.set_gauge("ephemera_privacy_findings", 0, check="debug_on")

@@ -37,6 +37,7 @@ RECORD_FIELDS = {
         "result_expires_at",
         "result_taken_at",
         "run_ms",
+        "accounted",
     ]
 }
 

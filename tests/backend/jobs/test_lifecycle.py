@@ -207,6 +207,41 @@ def test_an_end_both_a_redelivery_and_its_pool_process_account_for_is_counted_on
     assert audited(job_id) == [("succeeded", "")]
 
 
+def test_an_end_whose_pool_process_died_between_trace_and_count_is_counted_late(
+    redis_conn: redis.Redis,
+) -> None:
+    """The pool process closed the trace and wrote the audit row, then was killed:
+    the redelivery finds the trace closed and still counts the end, once."""
+    job_id = running_job(traced=True)
+    ending = lifecycle.publish(job_id, data=b"out", content_type="image/png", run_ms=7)
+    assert ending.record is not None
+    lifecycle._close_trace_and_audit(ending.record)  # and then the process was killed
+
+    delivered(job_id)
+    delivered(job_id)
+    lifecycle.account(ending)
+
+    assert finished(redis_conn, "succeeded") == 1
+    assert trace_of(job_id) == ("succeeded", "")
+    assert audited(job_id) == [("succeeded", "")]
+    assert store.get_job(job_id).accounted
+
+
+def test_the_metrics_of_an_end_count_once_with_its_queue_and_run_time(
+    redis_conn: redis.Redis,
+) -> None:
+    job_id = running_job(traced=True)
+    ending = lifecycle.publish(job_id, data=b"out", content_type="image/png", run_ms=7)
+
+    lifecycle.account(ending)
+    lifecycle.account(ending)
+
+    count = "ephemera_job_run_seconds_count|task=cartoonize"
+    queued = "ephemera_job_queue_seconds_count|task=cartoonize"
+    assert float(redis_conn.hget(keys.METRICS_KEY, count) or 0) == 1
+    assert float(redis_conn.hget(keys.METRICS_KEY, queued) or 0) == 1
+
+
 def test_an_end_is_counted_once_however_often_it_is_reported(redis_conn: redis.Redis) -> None:
     job_id = running_job(traced=True)
     ending = lifecycle.reject(job_id, job_error("internal_error"))

@@ -217,19 +217,20 @@ def _account_end(record: JobRecord, *, bytes_out: int = 0) -> bool:
     all get here for one end, and any of them can be killed half way. So the
     accounting is two steps, each done once whoever repeats it: the trace's
     close with the audit row (one transaction), then the metrics (one Redis
-    step with the record's ``accounted`` flag). A process killed between them
-    leaves the second to whoever accounts late.
+    step with the record's ``accounted`` flag), which the webhook and the log
+    follow. A process killed between them leaves the second to whoever
+    accounts late; one killed after the count, before the webhook is queued,
+    loses the webhook (the client's poll still answers).
     """
     closed = _close_trace_and_audit(record)
     counted = _count_end_once(record, closed=closed)
-    if closed is False and not counted:
-        return False
-    if closed is not False:
-        webhooks.job_ended(record)
-        if record.status == "succeeded" and record.e2e:
+    if not counted:
+        return closed is True
+    webhooks.job_ended(record)
+    if record.status == "succeeded":
+        if record.e2e:
             # The job process found a valid photo in the envelope: an accepted upload.
             abuse.note_accepted_upload(subjects=[client_subject(record.owner)])
-    if record.status == "succeeded":
         logger.info(
             "job_succeeded",
             extra={

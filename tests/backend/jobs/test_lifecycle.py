@@ -10,6 +10,9 @@ import pytest
 import redis
 
 from backend.audit.models import AuditEvent
+from backend.clients.models import ApiClient
+from backend.clients.services import api_key_create
+from backend.clients.webhook_secrets import webhook_secret_issue
 from backend.ephemeral import keys, store
 from backend.errors import CodedError, job_error
 from backend.imaging import ImageHeader
@@ -225,6 +228,31 @@ def test_an_end_whose_pool_process_died_between_trace_and_count_is_counted_late(
     assert trace_of(job_id) == ("succeeded", "")
     assert audited(job_id) == [("succeeded", "")]
     assert store.get_job(job_id).accounted
+
+
+def test_the_late_accounting_of_such_an_end_queues_its_webhook_once(
+    redis_conn: redis.Redis,
+) -> None:
+    api_key_create(name="hooked")
+    webhook_secret_issue(name="hooked")
+    job_id = lifecycle.submit(
+        client_id=ApiClient.objects.get(name="hooked").pk,
+        owner=NOBODY,
+        task="cartoonize",
+        params={},
+        header=ImageHeader.of("jpeg", width=1, height=1),
+        image=b"\xff\xd8\xff a photo",
+        webhook="https://hooks.example/ends",
+    ).id
+    lifecycle.claim(job_id)
+    ending = lifecycle.publish(job_id, data=b"out", content_type="image/png", run_ms=7)
+    assert ending.record is not None
+    lifecycle._close_trace_and_audit(ending.record)  # and then the process was killed
+
+    delivered(job_id)
+    delivered(job_id)
+
+    assert len(redis_conn.keys(keys.webhook_key("*"))) == 1
 
 
 def test_the_metrics_of_an_end_count_once_with_its_queue_and_run_time(

@@ -2,11 +2,12 @@
 
 Runs every minute from beat. It ends jobs stuck in ``running`` past their
 deadline (``failed``/``worker_lost``), ends jobs whose upload or result expired
-unused (``expired``), ends jobs whose trace is active in SQL but whose record
-Redis lost (``failed``/``lost``), deletes payload keys whose job record is
-gone, deletes any key of ours without a TTL, and deletes job traces past their
-life. Every end goes through ``backend.jobs.lifecycle``, so it is counted and
-audited like any other. It reports counts only.
+unused (``expired``), accounts for ends nobody accounted for (their node died
+whole), ends jobs whose trace is active in SQL but whose record Redis lost
+(``failed``/``lost``), deletes payload keys whose job record is gone, deletes
+any key of ours without a TTL, and deletes job traces past their life. Every
+end goes through ``backend.jobs.lifecycle``, so it is counted and audited like
+any other. It reports counts only.
 """
 
 from __future__ import annotations
@@ -23,11 +24,22 @@ from backend.jobs import lifecycle, traces
 #: A trace younger than this may belong to a submit whose Redis write is still
 #: on its way; only older ones are reconciled.
 TRACE_SETTLE_SECONDS = 30
+#: An end younger than this may still be on its way to the pool process that
+#: accounts for it; an older one that nobody accounted for is accounted here.
+ACCOUNTING_SETTLE_SECONDS = 30
 
 
 def sweep(*, now: float | None = None) -> dict[str, int]:
     now = time.time() if now is None else now
-    counts = {"stuck": 0, "expired": 0, "orphaned": 0, "no_ttl": 0, "lost": 0, "traces": 0}
+    counts = {
+        "stuck": 0,
+        "expired": 0,
+        "unaccounted": 0,
+        "orphaned": 0,
+        "no_ttl": 0,
+        "lost": 0,
+        "traces": 0,
+    }
     counts["no_ttl"] = _delete_keys_without_ttl()
 
     # Payload candidates are listed before the job records are read: a payload
@@ -44,6 +56,9 @@ def sweep(*, now: float | None = None) -> dict[str, int]:
         live_jobs.add(record.id)
         if record.result_token_hash:
             live_results.add(record.result_token_hash)
+        if _unaccounted(record, now):
+            lifecycle.account_late(record)
+            counts["unaccounted"] += 1
         kind = _settle(record, now)
         if kind:
             counts[kind] += 1
@@ -81,6 +96,17 @@ def _reconcile_traces(live_jobs: set[str], now: float) -> int:
             lifecycle.reconcile(job_id)
             lost += 1
     return lost
+
+
+def _unaccounted(record: JobRecord, now: float) -> bool:
+    """An end nobody accounted for: its worker node died whole, and with it the
+    message's redelivery. A cancelled job was accounted by the DELETE itself."""
+    return (
+        record.terminal
+        and not record.accounted
+        and record.status != "cancelled"
+        and (record.finished_at or 0) < now - ACCOUNTING_SETTLE_SECONDS
+    )
 
 
 def _settle(record: JobRecord, now: float) -> str | None:

@@ -392,15 +392,16 @@ def _settle_ended(job_id: str) -> None:
     if record is None:
         reconcile(job_id)
     elif record.terminal:
-        _account_late(record)
+        account_late(record)
 
 
-def _account_late(record: JobRecord) -> None:
-    """Account for an end nobody accounted for, once: whoever closes the trace does it.
+def account_late(record: JobRecord) -> None:
+    """Account for an end nobody accounted for (or only half), once.
 
     A job process can end its job and die before handing its ending back, and a
-    pool process can die between the two; the message's redelivery, or the
-    failure hook, then finds the job ended with its trace still open.
+    pool process can die while it accounts; the message's redelivery, the
+    failure hook, or at the latest the sweeper then finds the job ended and
+    not ``accounted``.
     """
     if _account_end(record):
         logger.warning("job_accounted_late", extra={"job": hashed_id(record.id)})

@@ -11,10 +11,11 @@ import redis
 
 from backend.audit.models import AuditEvent
 from backend.ephemeral import keys, store
+from backend.jobs import lifecycle
 from backend.jobs.models import JobTrace
 from backend.pseudonyms import hashed_id
 from tests.factories import queued_job, running_job, succeeded_job
-from workers.sweeper import TRACE_SETTLE_SECONDS, sweep
+from workers.sweeper import ACCOUNTING_SETTLE_SECONDS, TRACE_SETTLE_SECONDS, sweep
 
 pytestmark = pytest.mark.django_db
 
@@ -59,15 +60,34 @@ def test_a_job_queued_past_its_expiry_ends_expired(redis_conn: redis.Redis) -> N
 
 
 def test_an_unclaimed_result_past_its_expiry_is_deleted(redis_conn: redis.Redis) -> None:
-    job_id = succeeded_job()
+    job_id = running_job(traced=True)
+    lifecycle.succeed(job_id, data=b"out", content_type="image/png", run_ms=5)
     record = store.get_job(job_id)
 
     counts = sweep(now=record.result_expires_at + 1)
 
-    assert counts["expired"] == 1
+    assert counts["expired"] == 1 and counts["unaccounted"] == 0
     assert store.get_job(job_id).status == "expired"
     assert not redis_conn.exists(keys.result_key(record.result_token_hash))
-    assert audited(job_id) == [("expired", "expired")]
+    # The job ended once, when it succeeded: the expiry of its result is no second end.
+    assert audited(job_id) == [("succeeded", "")]
+    assert finished_count(redis_conn, "succeeded", "") == 1
+    assert finished_count(redis_conn, "expired", "expired") == 0
+
+
+def test_an_end_nobody_accounted_for_is_accounted_once(redis_conn: redis.Redis) -> None:
+    """A job process published its result, then its whole worker node died:
+    no pool process accounted for the end, and no redelivery will."""
+    job_id = succeeded_job(traced=True)
+    ended = store.get_job(job_id).finished_at
+
+    assert sweep(now=ended + 1)["unaccounted"] == 0  # the pool process may still be at it
+    assert sweep(now=ended + ACCOUNTING_SETTLE_SECONDS + 1)["unaccounted"] == 1
+    assert sweep(now=ended + ACCOUNTING_SETTLE_SECONDS + 2)["unaccounted"] == 0
+
+    assert finished_count(redis_conn, "succeeded", "") == 1
+    assert audited(job_id) == [("succeeded", "")]
+    assert JobTrace.objects.get(id=job_id).status == "succeeded"
 
 
 def test_a_traced_job_that_redis_lost_ends_failed_lost(redis_conn: redis.Redis) -> None:

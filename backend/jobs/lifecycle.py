@@ -213,20 +213,20 @@ def _account_end(record: JobRecord, *, bytes_out: int = 0) -> bool:
     """Count, audit, announce and log an end that nobody accounted for yet; False
     when another process had accounted for all of it.
 
-    The pool process that ran the job, a redelivery and the failure hook can
-    all get here for one end, and any of them can be killed half way. So the
-    accounting is two steps, each done once whoever repeats it: the trace's
-    close with the audit row (one transaction), then the metrics (one Redis
-    step with the record's ``accounted`` flag), which the webhook and the log
-    follow. A process killed between them leaves the second to whoever
-    accounts late; one killed after the count, before the webhook is queued,
-    loses the webhook (the client's poll still answers).
+    The pool process that ran the job, a redelivery, the failure hook and the
+    sweeper can all get here for one end, and any of them can be killed half
+    way. So each step is done once however often it is repeated, and a record
+    stays not ``accounted`` until the last step: the trace's close with the
+    audit row (one transaction), the webhook (one event per job), then the
+    metrics (one Redis step that sets ``accounted``). Whoever accounts late
+    does what a killed process left undone.
     """
     closed = _close_trace_and_audit(record)
+    if not record.accounted:
+        webhooks.job_ended(record)
     counted = _count_end_once(record, closed=closed)
     if not counted:
         return closed is True
-    webhooks.job_ended(record)
     if record.status == "succeeded":
         if record.e2e:
             # The job process found a valid photo in the envelope: an accepted upload.

@@ -4,9 +4,11 @@ The job record keeps the URL and the client sealed (``webhook_sealed``): the
 URL is the client's, may carry a secret of theirs in its path, and so is kept
 like one (never in a log line, never in a queue message). When the job ends,
 ``job_ended`` seals the event (URL, client, the fixed payload, its creation
-time) under ``eph:hook:{event id}`` and queues its id. Every attempt sends the
-same ``webhook-id`` (the event id) and the same body, with a fresh timestamp;
-a delivered event is deleted, so a duplicate message finds nothing to send.
+time) under ``eph:hook:{event id}`` and queues its id; the event id is derived
+from the job's, so an end accounted for twice (a process killed while it
+accounted) queues one event. Every attempt sends the same ``webhook-id`` (the
+event id) and the same body, with a fresh timestamp; a delivered event is
+deleted, so a duplicate message finds nothing to send.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from backend.clients.webhook_secrets import webhook_secrets
-from backend.ephemeral import crypto, keys
+from backend.ephemeral import crypto, keys, scripts
 from backend.ephemeral.connection import client as redis_client
 from backend.ephemeral.records import JobRecord, webhook_event_ttl
 from backend.isotime import iso_utc
@@ -69,7 +71,8 @@ def payload(record: JobRecord, *, status: str) -> dict[str, Any]:
 
 
 def job_ended(record: JobRecord, *, status: str | None = None) -> str | None:
-    """Queue the webhook of a job that ended; the event id, or None without a webhook.
+    """Queue the webhook of a job that ended, once; the event id, or None without a
+    webhook or when the job's event was created already.
 
     Called by the lifecycle's end hook only. It never raises: a job's end must
     not fail because its notice could not be queued (that is logged instead).
@@ -78,7 +81,11 @@ def job_ended(record: JobRecord, *, status: str | None = None) -> str | None:
         return None
     try:
         event_id = create_event(record, status=status or record.status)
+        if event_id is None:
+            return None
         enqueue_webhook(event_id)
+        # Queued: the safety copy in the due set is no longer needed.
+        redis_client().zrem(keys.WEBHOOK_DUE_KEY, _due_member(event_id, 0))
     except (RedisError, OperationalError, crypto.DecryptionError, ValueError) as exc:
         logger.error(
             "webhook_not_queued",
@@ -88,19 +95,56 @@ def job_ended(record: JobRecord, *, status: str | None = None) -> str | None:
     return event_id
 
 
-def create_event(record: JobRecord, *, status: str) -> str:
-    """Seal the event of a job's end (URL, client, payload, time) in Redis; its id."""
-    event_id = str(uuid.uuid4())
+#: Event ids are derived from job ids in this namespace: one event per job.
+_EVENT_IDS = uuid.UUID("0b7ca93f-298b-4288-996a-c381672cad8b")
+#: How long a new event's safety copy waits in the due set: longer than it takes
+#: to queue the event, after which the beat queues it if its creator died first.
+_QUEUE_GRACE = 60.0
+
+# KEYS: event, due set. ARGV: sealed event, event ttl, due member, due time.
+# Creates the event only if the job has none yet, with its safety copy in the
+# due set, in one step.
+_CREATE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+def event_id_of(job_id: str) -> str:
+    """The id of a job's webhook event (its ``webhook-id``), the same however often
+    the end is accounted for, so a receiver can tell a repeat by it."""
+    return str(uuid.uuid5(_EVENT_IDS, job_id))
+
+
+def create_event(record: JobRecord, *, status: str, now: float | None = None) -> str | None:
+    """Seal the event of a job's end (URL, client, payload, time) in Redis; its id, or
+    None when the job's event exists already.
+
+    A process that dies between this and queueing the event leaves its copy in
+    the due set, which the beat's ``webhook_due`` queues after ``_QUEUE_GRACE``.
+    """
+    event_id = event_id_of(record.id)
+    now = time.time() if now is None else now
     event = {
         **_open_target(record),
         "payload": payload(record, status=status),
-        "created_at": time.time(),
+        "created_at": now,
     }
     blob = crypto.seal(
         json.dumps(event).encode(), keyring=crypto.keyring(), purpose="hook", subject=event_id
     )
-    redis_client().set(keys.webhook_key(event_id), blob, ex=webhook_event_ttl())
-    return event_id
+    created = scripts.run(
+        _CREATE,
+        keys=[keys.webhook_key(event_id), keys.WEBHOOK_DUE_KEY],
+        args=[blob, webhook_event_ttl(), _due_member(event_id, 0), now + _QUEUE_GRACE],
+    )
+    return event_id if created else None
+
+
+def _due_member(event_id: str, attempt: int) -> str:
+    return f"{event_id}:{attempt}"
 
 
 Outcome = Literal["delivered", "gone", "given_up", "retry"]
@@ -184,7 +228,7 @@ def retry_later(event_id: str, *, attempt: int, delay: float, now: float | None 
         return
     now = time.time() if now is None else now
     conn = redis_client()
-    conn.zadd(keys.WEBHOOK_DUE_KEY, {f"{event_id}:{attempt}": now + delay})
+    conn.zadd(keys.WEBHOOK_DUE_KEY, {_due_member(event_id, attempt): now + delay})
     conn.expire(keys.WEBHOOK_DUE_KEY, webhook_event_ttl())
 
 

@@ -19,6 +19,7 @@ from backend.imaging import ImageHeader
 from backend.jobs import lifecycle
 from backend.jobs.models import JobTrace
 from backend.pseudonyms import client_subject, hashed_id
+from backend.webhooks import events as webhooks
 from tests.factories import NOBODY, queued_job, running_job
 
 pytestmark = pytest.mark.django_db
@@ -230,8 +231,9 @@ def test_an_end_whose_pool_process_died_between_trace_and_count_is_counted_late(
     assert store.get_job(job_id).accounted
 
 
+@pytest.mark.parametrize("queued_before_the_kill", [False, True])
 def test_the_late_accounting_of_such_an_end_queues_its_webhook_once(
-    redis_conn: redis.Redis,
+    redis_conn: redis.Redis, queued_before_the_kill: bool
 ) -> None:
     api_key_create(name="hooked")
     webhook_secret_issue(name="hooked")
@@ -247,12 +249,18 @@ def test_the_late_accounting_of_such_an_end_queues_its_webhook_once(
     lifecycle.claim(job_id)
     ending = lifecycle.publish(job_id, data=b"out", content_type="image/png", run_ms=7)
     assert ending.record is not None
-    lifecycle._close_trace_and_audit(ending.record)  # and then the process was killed
+    lifecycle._close_trace_and_audit(ending.record)
+    if queued_before_the_kill:
+        webhooks.job_ended(ending.record)
+    # ... and then the process was killed
 
     delivered(job_id)
     delivered(job_id)
 
-    assert len(redis_conn.keys(keys.webhook_key("*"))) == 1
+    assert redis_conn.keys(keys.webhook_key("*")) == [
+        keys.webhook_key(webhooks.event_id_of(job_id)).encode()
+    ]
+    assert finished(redis_conn, "succeeded") == 1
 
 
 def test_the_metrics_of_an_end_count_once_with_its_queue_and_run_time(

@@ -157,12 +157,43 @@ def test_a_long_retry_waits_in_the_due_set_not_in_a_countdown(
     events.retry_later(event_id, attempt=9, delay=3600, now=now)
     assert redis_conn.zscore(keys.WEBHOOK_DUE_KEY, f"{event_id}:9") == pytest.approx(now + 3600)
     assert redis_conn.ttl(keys.WEBHOOK_DUE_KEY) > 0
-    assert events.release_due(now=now + 60) == 0
+    assert events.release_due(now=now + 30) == 0
     redis_conn.zadd(keys.WEBHOOK_DUE_KEY, {f"{event_id}:9": now - 1})
     # Released once: a second beat finds nothing.
     assert events.release_due(now=now) == 1
     assert events.release_due(now=now) == 0
     redis_conn.delete(keys.WEBHOOK_DUE_KEY)
+
+
+def test_an_event_whose_creator_died_before_queueing_it_is_queued_by_the_beat(
+    client_name: str, redis_conn: redis.Redis
+) -> None:
+    webhook_secret_issue(name=client_name)
+    now = time.time()
+    event_id = events.create_event(
+        ended_job("http://127.0.0.1:9/x", client_name), status="failed", now=now
+    )
+    # ... and then the process that created it was killed.
+
+    assert events.release_due(now=now + 30) == 0  # its creator may still queue it
+    assert events.release_due(now=now + 61) == 1
+    assert redis_conn.zscore(keys.WEBHOOK_DUE_KEY, f"{event_id}:0") is None
+
+
+def test_a_job_has_one_event_however_often_its_end_is_reported(
+    client_name: str, redis_conn: redis.Redis
+) -> None:
+    webhook_secret_issue(name=client_name)
+    record = ended_job("http://127.0.0.1:9/x", client_name)
+
+    first = events.job_ended(record)
+
+    assert first == events.event_id_of(record.id)
+    assert events.job_ended(record) is None
+    assert events.create_event(record, status="succeeded") is None
+    assert redis_conn.exists(keys.webhook_key(first)) == 1
+    # Queued at once: no safety copy is left for the beat to queue again.
+    assert redis_conn.zcard(keys.WEBHOOK_DUE_KEY) == 0
 
 
 def test_rotation_signs_with_both_secrets(client_name: str, hook: Receiver) -> None:

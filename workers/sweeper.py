@@ -2,12 +2,13 @@
 
 Runs every minute from beat. It ends jobs stuck in ``running`` past their
 deadline (``failed``/``worker_lost``), ends jobs whose upload or result expired
-unused (``expired``), accounts for ends nobody accounted for (their node died
-whole), ends jobs whose trace is active in SQL but whose record Redis lost
-(``failed``/``lost``), deletes payload keys whose job record is gone, deletes
-any key of ours without a TTL, and deletes job traces past their life. Every
-end goes through ``backend.jobs.lifecycle``, so it is counted and audited like
-any other. It reports counts only.
+unused (``expired``), accounts for ends nobody accounted for (a worker node
+died whole, or a web process in the middle of a DELETE), ends jobs whose trace
+is active in SQL but whose record Redis lost (``failed``/``lost``), deletes
+payload keys whose job record is gone, deletes any key of ours without a TTL,
+and deletes job traces past their life. Every end goes through
+``backend.jobs.lifecycle``, so it is counted and audited like any other. It
+reports counts only.
 """
 
 from __future__ import annotations
@@ -100,11 +101,10 @@ def _reconcile_traces(live_jobs: set[str], now: float) -> int:
 
 def _unaccounted(record: JobRecord, now: float) -> bool:
     """An end nobody accounted for: its worker node died whole, and with it the
-    message's redelivery. A cancelled job was accounted by the DELETE itself."""
+    message's redelivery, or the web process died in the middle of a DELETE."""
     return (
         record.terminal
         and not record.accounted
-        and record.status != "cancelled"
         and (record.finished_at or 0) < now - ACCOUNTING_SETTLE_SECONDS
     )
 

@@ -54,13 +54,16 @@ return redis.call('HGETALL', KEYS[1])
 """
 
 # KEYS: job, events, input, reference. ARGV: cancelled status, tombstone ttl,
-#       now, result key prefix, events maxlen.
+#       now, result key prefix, events maxlen, terminal statuses
+#       (comma-separated), the record's accounted field.
 # DELETE: purge the payloads and leave only a tombstone saying `cancelled`, so a
-# queued delivery finds nothing to run and a running one cannot publish.
-# Returns the record as it was before, or nil when there was none.
+# queued delivery finds nothing to run and a running one cannot publish. The
+# tombstone of a job that had ended is accounted for already: the DELETE ends
+# nothing. Returns the record as it was before, or nil when there was none.
 CANCEL = """
 local before = redis.call('HGETALL', KEYS[1])
 if #before == 0 then return false end
+local status = redis.call('HGET', KEYS[1], 'status')
 local token_hash = redis.call('HGET', KEYS[1], 'result_token_hash')
 local owner = redis.call('HGET', KEYS[1], 'owner')
 local task = redis.call('HGET', KEYS[1], 'task') or ''
@@ -69,6 +72,9 @@ if token_hash then redis.call('DEL', ARGV[4] .. token_hash) end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'owner', owner, 'task', task,
            'created_at', created, 'expires_at', ARGV[3], 'finished_at', ARGV[3])
+for name in string.gmatch(ARGV[6], '[^,]+') do
+  if name == status then redis.call('HSET', KEYS[1], ARGV[7], '1') end
+end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'status', ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])

@@ -20,7 +20,7 @@ from django.conf import settings
 from backend.ephemeral import crypto, keys, scripts, tokens
 from backend.ephemeral.connection import blocking_client, client
 from backend.ephemeral.keys import EVENTS_MAXLEN, Status
-from backend.ephemeral.records import JobRecord, record_ttl
+from backend.ephemeral.records import ACCOUNTED, JobRecord, record_ttl
 from backend.imaging import ImageHeader
 
 
@@ -237,7 +237,15 @@ def cancel_job(job_id: str, *, tombstone_ttl: int) -> JobRecord | None:
     reply = scripts.run(
         scripts.CANCEL,
         keys=_job_keys(job_id),
-        args=["cancelled", tombstone_ttl, repr(time.time()), keys.RESULT.prefix, EVENTS_MAXLEN],
+        args=[
+            "cancelled",
+            tombstone_ttl,
+            repr(time.time()),
+            keys.RESULT.prefix,
+            EVENTS_MAXLEN,
+            ",".join(sorted(keys.TERMINAL)),
+            ACCOUNTED,
+        ],
     )
     return JobRecord.from_reply(job_id, reply) if reply else None
 

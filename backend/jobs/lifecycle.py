@@ -254,7 +254,8 @@ def _close_trace_and_audit(record: JobRecord) -> bool | None:
     try:
         with transaction.atomic():
             closed = traces.trace_close(job_id=record.id, status=record.status, code=code)
-            if closed is not False:
+            # A cancelled job's audit row is its DELETE's, written by ``cancel``.
+            if closed is not False and record.status != "cancelled":
                 audit_record(
                     event=cast(EventName, record.status),
                     job_id=record.id,
@@ -408,15 +409,21 @@ def account_late(record: JobRecord) -> None:
 
 
 def cancel(job_id: str, *, client_id: object) -> JobRecord | None:
-    """DELETE: purge everything about the job now; the record as it was, or None."""
+    """DELETE: purge everything about the job now; the record as it was, or None.
+
+    The purge comes first and the audit row of the DELETE next. The end of an
+    active job is then accounted for like any other, the count last: a web
+    process killed half way leaves the tombstone not ``accounted``, and the
+    sweeper finishes it (only a webhook not queued yet is lost: the tombstone
+    keeps no target).
+    """
     before = store.cancel_job(job_id, tombstone_ttl=cancelled_ttl())
     if before is None:
         return None
-    if not before.terminal:
-        _count_end(before.task, "cancelled", "")
-        traces.trace_close(job_id=job_id, status="cancelled")
-        webhooks.job_ended(before, status="cancelled")
     audit_record(event="deleted", client_id=cast(Any, client_id), job_id=job_id)
+    if not before.terminal:
+        # The end as the tombstone tells it: a cancelled job's queue time is not counted.
+        _account_end(dataclasses.replace(before, status="cancelled", started_at=None))
     logger.info("job_deleted", extra={"job": hashed_id(job_id)})
     return before
 

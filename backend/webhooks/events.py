@@ -70,7 +70,7 @@ def payload(record: JobRecord, *, status: str) -> dict[str, Any]:
     }
 
 
-def job_ended(record: JobRecord, *, status: str | None = None) -> str | None:
+def job_ended(record: JobRecord) -> str | None:
     """Queue the webhook of a job that ended, once; the event id, or None without a
     webhook or when the job's event was created already.
 
@@ -80,7 +80,7 @@ def job_ended(record: JobRecord, *, status: str | None = None) -> str | None:
     if not record.webhook_sealed:
         return None
     try:
-        event_id = create_event(record, status=status or record.status)
+        event_id = create_event(record, status=record.status)
         if event_id is None:
             return None
         enqueue_webhook(event_id)

@@ -11,6 +11,7 @@ import redis
 
 from backend.audit.models import AuditEvent
 from backend.ephemeral import keys, store
+from backend.ephemeral.records import cancelled_ttl
 from backend.jobs import lifecycle
 from backend.jobs.models import JobTrace
 from backend.pseudonyms import hashed_id
@@ -88,6 +89,36 @@ def test_an_end_nobody_accounted_for_is_accounted_once(redis_conn: redis.Redis) 
     assert finished_count(redis_conn, "succeeded", "") == 1
     assert audited(job_id) == [("succeeded", "")]
     assert JobTrace.objects.get(id=job_id).status == "succeeded"
+
+
+def test_a_delete_whose_web_process_died_after_the_purge_is_accounted_once(
+    redis_conn: redis.Redis,
+) -> None:
+    job_id = running_job(traced=True)
+    store.cancel_job(job_id, tombstone_ttl=cancelled_ttl())  # and then the web process died
+    ended = store.get_job(job_id).finished_at
+
+    assert sweep(now=ended + 1)["unaccounted"] == 0  # the DELETE may still be at it
+    assert sweep(now=ended + ACCOUNTING_SETTLE_SECONDS + 1)["unaccounted"] == 1
+    assert sweep(now=ended + ACCOUNTING_SETTLE_SECONDS + 2)["unaccounted"] == 0
+
+    assert finished_count(redis_conn, "cancelled", "") == 1
+    trace = JobTrace.objects.get(id=job_id)
+    assert trace.status == "cancelled"
+    # Once the tombstone is gone too, the job is still cancelled, never lost.
+    redis_conn.delete(keys.job_key(job_id))
+    assert sweep(now=trace.created_at.timestamp() + TRACE_SETTLE_SECONDS + 1)["lost"] == 0
+
+
+def test_the_delete_of_an_ended_job_leaves_no_end_to_account(redis_conn: redis.Redis) -> None:
+    job_id = running_job(traced=True)
+    lifecycle.succeed(job_id, data=b"out", content_type="image/png", run_ms=5)
+    lifecycle.cancel(job_id, client_id=1)
+    ended = store.get_job(job_id).finished_at
+
+    assert sweep(now=ended + ACCOUNTING_SETTLE_SECONDS + 1)["unaccounted"] == 0
+    assert finished_count(redis_conn, "succeeded", "") == 1
+    assert finished_count(redis_conn, "cancelled", "") == 0
 
 
 def test_a_traced_job_that_redis_lost_ends_failed_lost(redis_conn: redis.Redis) -> None:

@@ -440,7 +440,7 @@ def reconcile(job_id: str) -> traces.JobTrace | None:
     closed = traces.trace_close(job_id=job_id, status="failed", code="lost")
     trace.status, trace.error_code = "failed", "lost"
     if closed:
-        _count_end(trace.task, "failed", "lost")
+        metrics.add(_end_counts(trace.task, "failed", "lost"))
         audit_record(event="failed", job_id=job_id, task=trace.task, outcome="lost")
         logger.warning("job_lost", extra={"job": hashed_id(job_id)})
         # The webhook, sealed in the trace too, is the one thing of it Redis could not lose.
@@ -452,7 +452,3 @@ def _end_counts(task: str, status: str, code: str) -> metrics.Additions:
     return metrics.counted(
         "ephemera_jobs_finished_total", task=task, status=status, error_code=code
     )
-
-
-def _count_end(task: str, status: str, code: str) -> None:
-    metrics.add(_end_counts(task, status, code))

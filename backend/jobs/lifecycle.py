@@ -437,14 +437,11 @@ def reconcile(job_id: str) -> traces.JobTrace | None:
     trace = traces.trace_get(job_id)
     if trace is None or trace.status not in ("queued", "running"):
         return trace
-    closed = traces.trace_close(job_id=job_id, status="failed", code="lost")
     trace.status, trace.error_code = "failed", "lost"
-    if closed:
-        metrics.add(_end_counts(trace.task, "failed", "lost"))
-        audit_record(event="failed", job_id=job_id, task=trace.task, outcome="lost")
+    # Accounted for like any other end; the webhook, sealed in the trace too, is
+    # the one thing of the job Redis could not lose.
+    if _account_end(traces.as_record(trace)):
         logger.warning("job_lost", extra={"job": hashed_id(job_id)})
-        # The webhook, sealed in the trace too, is the one thing of it Redis could not lose.
-        webhooks.job_ended(traces.as_record(trace))
     return trace
 
 

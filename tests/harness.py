@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from tests.services import free_port
+from workers.process_names import FORK_SERVER_NAME, JOB_PROCESS_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRYPOINT = REPO / "bin" / "ephemera"
@@ -70,8 +71,6 @@ class Process:
 
         A worker node's fork server, also its parent's child, is not among them.
         """
-        from workers.isolation import FORK_SERVER_NAME
-
         return [pid for pid in Process._children_of(self.pid) if not _named(pid, FORK_SERVER_NAME)]
 
     def job_processes(self, *, busy: bool) -> list[int]:
@@ -80,8 +79,6 @@ class Process:
         With ``busy``, only those running a job: a spare sleeps in a pipe read,
         waiting for its job id.
         """
-        from workers.isolation import JOB_PROCESS_NAME
-
         return [
             pid
             for server in self.fork_servers()
@@ -92,8 +89,6 @@ class Process:
     def fork_servers(self) -> list[int]:
         """The processes that fork a worker node's job processes: the node's, and
         those of pool processes that outlived it."""
-        from workers.isolation import FORK_SERVER_NAME
-
         return [
             pid
             for parent in (self.pid, *self.children())

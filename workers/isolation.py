@@ -60,6 +60,7 @@ from django.conf import settings
 from backend.ephemeral.connection import client
 from backend.jobs.lifecycle import Ending
 from workers import limits
+from workers.process_names import FORK_SERVER_NAME, JOB_PROCESS_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +69,6 @@ _PR_SET_NAME = 15
 _MADV_HUGEPAGE = 14
 _MADV_COLLAPSE = 25
 _HUGE_PAGE = 2 * 1024 * 1024
-#: Process names (``/proc/<pid>/comm``, ``ps``), so operators and tests tell them apart.
-FORK_SERVER_NAME = "ephemera-forks"
-JOB_PROCESS_NAME = "ephemera-job"
 #: A request to the fork server: this byte, with the spare's ends of its two pipes.
 _FORK = b"f"
 _FDS_PER_REQUEST = 2

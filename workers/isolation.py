@@ -21,9 +21,8 @@ back into 4 KiB entries: a fork cost 7.0-7.7 ms of kernel time instead of
 4.3-5.2 (512 px jobs, one after another). The fork runs beside the job, in
 the fork server, and the next spare is asked for as soon as a job is handed
 over, so neither a fork nor a job process's exit is on any job's critical
-path. The fork server reaps the
-job processes and logs those that died. Should it die, each pool process
-starts a fork server of its own and goes on.
+path. The fork server reaps the job processes and logs those that died.
+Should it die, each pool process starts a fork server of its own and goes on.
 
 Limits apply to the job process itself: its address space (``RLIMIT_AS``, set
 once in the fork server and inherited), its soft time limit (a timer armed

@@ -7,6 +7,7 @@ from typing import Any
 from django.urls import reverse
 from rest_framework import serializers
 
+from backend.ephemeral.keys import STATUSES
 from backend.ephemeral.store import JobRecord
 from backend.isotime import iso_utc
 
@@ -67,9 +68,7 @@ class JobSerializer(serializers.Serializer):
 
     id = serializers.UUIDField()
     task = serializers.CharField()
-    status = serializers.ChoiceField(
-        choices=["queued", "running", "succeeded", "failed", "cancelled", "expired"]
-    )
+    status = serializers.ChoiceField(choices=list(STATUSES))
     created_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField()
     error = ErrorSerializer(allow_null=True)

@@ -40,7 +40,7 @@ from redis.exceptions import RedisError
 from backend import abuse, metrics
 from backend.audit.services import EventName, audit_record
 from backend.ephemeral import store
-from backend.ephemeral.keys import Status, job_key
+from backend.ephemeral.keys import ACTIVE, Status, job_key
 from backend.ephemeral.records import ACCOUNTED, JobRecord, cancelled_ttl, ended_ttl, record_ttl
 from backend.errors import UPLOAD_REJECTIONS, CodedError, job_error
 from backend.imaging import ImageHeader
@@ -435,7 +435,7 @@ def reconcile(job_id: str) -> traces.JobTrace | None:
     when the job never existed or its life is over.
     """
     trace = traces.trace_get(job_id)
-    if trace is None or trace.status not in ("queued", "running"):
+    if trace is None or trace.status not in ACTIVE:
         return trace
     trace.status, trace.error_code = "failed", "lost"
     # Accounted for like any other end; the webhook, sealed in the trace too, is

@@ -255,6 +255,27 @@ def manage(env: Mapping[str, str], *args: str, timeout: float = 120) -> str:
     return result.stdout
 
 
+def web_probe(code: str, *args: str, database: Path) -> str:
+    """Run ``code`` in a fresh Python process with the web's settings and a
+    SQLite database at ``database``; its standard output."""
+    result = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", code, *args],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "backend.settings",
+            "DATABASE_URL": f"sqlite:///{database}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"the probe failed:\n{result.stderr}")
+    return result.stdout
+
+
 def send_request(
     port: int, path: str, *, headers: Mapping[str, str], timeout: float
 ) -> http.client.HTTPConnection:

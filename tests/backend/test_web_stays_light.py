@@ -9,11 +9,9 @@ management commands) has been imported.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+from pathlib import Path
 
-from tests.conftest import REPO
+from tests.harness import web_probe
 
 PROBE = """
 import sys, django
@@ -54,24 +52,11 @@ print("loaded:" + ",".join(loaded))
 
 
 def test_a_submit_loads_neither_torch_opencv_numpy_nor_workers(
-    redis_conn: object, tmp_path: object
+    redis_conn: object, tmp_path: Path
 ) -> None:
     import cv2
     import numpy as np
 
     photo = cv2.imencode(".png", np.full((8, 8, 3), 128, np.uint8))[1].tobytes()
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, photo.hex()],
-        cwd=REPO,
-        env={
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "backend.settings",
-            "DATABASE_URL": f"sqlite:///{tmp_path}/light.sqlite3",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "loaded:"
+    loaded = web_probe(PROBE, photo.hex(), database=tmp_path / "light.sqlite3")
+    assert loaded.strip().splitlines()[-1] == "loaded:"

@@ -6,8 +6,9 @@ forked for it alone, in advance, by the node's fork server
 through a worker each way, at concurrency 1 and 2, in alternating rounds in
 one run, and prints throughput and ratios (isolated / live-on, and 2
 processes / 1, beside the same ratio without isolation: the machine's own
-ceiling), the worker node's memory with every model loaded, and the private
-memory one job adds, per task.
+ceiling), the worker node's memory with every model loaded, and per task the
+private memory one job adds and what its run costs more in a fresh process
+than in a warm one.
 
     .venv/bin/python bench/isolation.py [--jobs 40] [--side 512] [--rounds 3]
 """
@@ -17,10 +18,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import json
 import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +75,29 @@ def jobs_per_second(photo: bytes, jobs: int) -> float:
     return jobs / (time.perf_counter() - started)
 
 
-def private_mb_per_task(photo_bgr: object) -> dict[str, float]:
-    """Load every model as a worker does, then fork one process per task, as a job would."""
+@dataclass(frozen=True)
+class TaskCost:
+    #: Private memory one job adds to a process forked from the loaded models.
+    private_mb: float
+    #: The task's run in that fresh process, as every isolated job runs it.
+    fresh_ms: float
+    #: The same call again in the same process, as a live-on pool process runs it.
+    again_ms: float
+
+
+def cost_per_task(photo_bgr: object) -> dict[str, TaskCost]:
+    """Load every model as a worker does, then fork one process per task, as a job would.
+
+    The first run in a fresh process pays for all the memory it touches
+    (zero-filled pages, copies of shared ones); a second run reuses what the
+    first allocated. The difference is what isolation costs that task.
+    """
     from backend.catalogue import CATALOGUE
     from workers import registry
 
     registry.load_all()
     gc.freeze()
-    added: dict[str, float] = {}
+    costs: dict[str, TaskCost] = {}
     for name, spec in CATALOGUE.items():
         read, write = os.pipe()
         pid = os.fork()
@@ -89,16 +107,21 @@ def private_mb_per_task(photo_bgr: object) -> dict[str, float]:
             params = spec.validate_params({})
             # A two-photo task (face_verify) compares the photo with itself.
             photos = (photo_bgr, photo_bgr) if "reference" in spec.inputs else (photo_bgr,)
-            run(*photos, params)
-            memory = smaps_rollup_kb(os.getpid())
-            private = memory["Private_Dirty"] + memory["Private_Clean"]
-            os.write(write, str(private).encode())
+            times = []
+            for _ in range(2):
+                started = time.perf_counter()
+                run(*photos, params)
+                times.append((time.perf_counter() - started) * 1000)
+                if len(times) == 1:
+                    memory = smaps_rollup_kb(os.getpid())
+                    private = (memory["Private_Dirty"] + memory["Private_Clean"]) / 1024
+            os.write(write, json.dumps([private, *times]).encode())
             os._exit(0)
         os.close(write)
         with os.fdopen(read) as pipe:
-            added[name] = int(pipe.read()) / 1024
+            costs[name] = TaskCost(*json.loads(pipe.read()))
         os.waitpid(pid, 0)
-    return added
+    return costs
 
 
 def main() -> None:
@@ -131,7 +154,7 @@ def main() -> None:
                     rates.setdefault((isolate, concurrency), []).append(rate)
                     running.stop()
                     redis.Redis.from_url(running.env["REDIS_URL"]).flushdb()
-    added = private_mb_per_task(image)
+    costs = cost_per_task(image)
 
     print(
         f"{args.jobs} cartoonize jobs of {args.side}x{args.side}, jobs/s "
@@ -162,9 +185,15 @@ def main() -> None:
         f"RSS {statistics.median(rss for rss, _ in memory):.0f} MB, node PSS "
         f"{statistics.median(pss for _, pss in memory):.0f} MB  (target <= 600 MB)"
     )
-    print(f"private memory one job adds, per task (side {args.side}):")
-    for name, megabytes in added.items():
-        print(f"  {name:12s} {megabytes:7.1f} MB")
+    print(
+        f"per task (side {args.side}): private memory one job adds; its run in a fresh "
+        "process (isolated) vs again in the same process (live-on)"
+    )
+    for name, cost in costs.items():
+        print(
+            f"  {name:12s} {cost.private_mb:7.1f} MB   {cost.fresh_ms:6.0f} ms vs "
+            f"{cost.again_ms:6.0f} ms  (+{cost.fresh_ms - cost.again_ms:.0f} ms)"
+        )
 
 
 if __name__ == "__main__":

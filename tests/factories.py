@@ -4,7 +4,8 @@
 upload, event stream) without a durable trace or a queue message, so store,
 sweeper and pipeline tests can drive each step themselves; ``traced=True``
 adds the trace too. ``running_job`` and ``succeeded_job`` take it further with
-the real store operations.
+the real store operations. ``hooked_job`` is the one job that goes through
+``lifecycle.submit`` itself, for the webhook target it seals.
 """
 
 from __future__ import annotations
@@ -63,6 +64,29 @@ def queued_job(
         reference=reference,
     )
     return job_id
+
+
+def hooked_job(url: str, *, client: str = "hooked") -> tuple[str, str]:
+    """A job submitted through ``lifecycle.submit`` (traced, its message queued)
+    by a new client with a webhook secret, with a webhook to ``url``; the job's
+    id and that secret."""
+    from backend.clients.models import ApiClient
+    from backend.clients.services import api_key_create
+    from backend.clients.webhook_secrets import webhook_secret_issue
+    from backend.jobs import lifecycle
+
+    api_key_create(name=client)
+    secret = webhook_secret_issue(name=client)
+    record = lifecycle.submit(
+        client_id=ApiClient.objects.get(name=client).pk,
+        owner=NOBODY,
+        task="cartoonize",
+        params={},
+        header=ImageHeader.of("jpeg", width=1, height=1),
+        image=b"\xff\xd8\xff a photo",
+        webhook=url,
+    )
+    return record.id, secret
 
 
 def running_job(**kwargs: Any) -> str:

@@ -402,8 +402,14 @@ def account_late(record: JobRecord) -> None:
     A job process can end its job and die before handing its ending back, and a
     pool process can die while it accounts; the message's redelivery, the
     failure hook, or at the latest the sweeper then finds the job ended and
-    not ``accounted``.
+    not ``accounted``. A DELETE's tombstone keeps no webhook target; the job's
+    trace does, so a DELETE killed before it queued its webhook still has it
+    queued here.
     """
+    if record.status == "cancelled" and not record.webhook_sealed:
+        trace = traces.trace_get(record.id)
+        if trace is not None and trace.webhook_sealed:
+            record = dataclasses.replace(record, webhook_sealed=trace.webhook_sealed)
     if _account_end(record):
         logger.warning("job_accounted_late", extra={"job": hashed_id(record.id)})
 
@@ -414,8 +420,7 @@ def cancel(job_id: str, *, client_id: object) -> JobRecord | None:
     The purge comes first and the audit row of the DELETE next. The end of an
     active job is then accounted for like any other, the count last: a web
     process killed half way leaves the tombstone not ``accounted``, and the
-    sweeper finishes it (only a webhook not queued yet is lost: the tombstone
-    keeps no target).
+    sweeper finishes it, the webhook included (``account_late``).
     """
     before = store.cancel_job(job_id, tombstone_ttl=cancelled_ttl())
     if before is None:

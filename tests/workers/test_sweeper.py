@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import redis
+from standardwebhooks.webhooks import Webhook
 
 from backend.audit.models import AuditEvent
 from backend.ephemeral import keys, store
@@ -15,7 +16,9 @@ from backend.ephemeral.records import cancelled_ttl
 from backend.jobs import lifecycle
 from backend.jobs.models import JobTrace
 from backend.pseudonyms import hashed_id
-from tests.factories import queued_job, running_job, succeeded_job
+from backend.webhooks import events as webhooks
+from tests.factories import hooked_job, queued_job, running_job, succeeded_job
+from tests.webhook_receiver import receiver
 from workers.sweeper import ACCOUNTING_SETTLE_SECONDS, TRACE_SETTLE_SECONDS, sweep
 
 pytestmark = pytest.mark.django_db
@@ -108,6 +111,21 @@ def test_a_delete_whose_web_process_died_after_the_purge_is_accounted_once(
     # Once the tombstone is gone too, the job is still cancelled, never lost.
     redis_conn.delete(keys.job_key(job_id))
     assert sweep(now=trace.created_at.timestamp() + TRACE_SETTLE_SECONDS + 1)["lost"] == 0
+
+
+def test_a_delete_whose_web_process_died_before_queueing_the_webhook_still_sends_it(
+    redis_conn: redis.Redis,
+) -> None:
+    with receiver() as hook:
+        job_id, secret = hooked_job(hook.url())
+        store.cancel_job(job_id, tombstone_ttl=cancelled_ttl())  # and then the web process died
+        ended = store.get_job(job_id).finished_at
+
+        assert sweep(now=ended + ACCOUNTING_SETTLE_SECONDS + 1)["unaccounted"] == 1
+        assert webhooks.deliver(webhooks.event_id_of(job_id)).outcome == "delivered"
+
+        (post,) = hook.received
+        assert Webhook(secret).verify(post.body, post.headers)["status"] == "cancelled"
 
 
 def test_the_delete_of_an_ended_job_leaves_no_end_to_account(redis_conn: redis.Redis) -> None:

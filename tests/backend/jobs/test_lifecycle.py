@@ -10,9 +10,6 @@ import pytest
 import redis
 
 from backend.audit.models import AuditEvent
-from backend.clients.models import ApiClient
-from backend.clients.services import api_key_create
-from backend.clients.webhook_secrets import webhook_secret_issue
 from backend.ephemeral import keys, store
 from backend.errors import CodedError, job_error
 from backend.imaging import ImageHeader
@@ -20,7 +17,7 @@ from backend.jobs import lifecycle
 from backend.jobs.models import JobTrace
 from backend.pseudonyms import client_subject, hashed_id
 from backend.webhooks import events as webhooks
-from tests.factories import NOBODY, queued_job, running_job
+from tests.factories import NOBODY, hooked_job, queued_job, running_job
 
 pytestmark = pytest.mark.django_db
 
@@ -235,17 +232,7 @@ def test_an_end_whose_pool_process_died_between_trace_and_count_is_counted_late(
 def test_the_late_accounting_of_such_an_end_queues_its_webhook_once(
     redis_conn: redis.Redis, queued_before_the_kill: bool
 ) -> None:
-    api_key_create(name="hooked")
-    webhook_secret_issue(name="hooked")
-    job_id = lifecycle.submit(
-        client_id=ApiClient.objects.get(name="hooked").pk,
-        owner=NOBODY,
-        task="cartoonize",
-        params={},
-        header=ImageHeader.of("jpeg", width=1, height=1),
-        image=b"\xff\xd8\xff a photo",
-        webhook="https://hooks.example/ends",
-    ).id
+    job_id, _ = hooked_job("https://hooks.example/ends")
     lifecycle.claim(job_id)
     ending = lifecycle.publish(job_id, data=b"out", content_type="image/png", run_ms=7)
     assert ending.record is not None

@@ -81,6 +81,19 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 return before
 """
 
+# KEYS: job, events. ARGV: ttl, events maxlen, field/value...
+# A job Redis lost, written back as it ended (its trace said it was active),
+# unless Redis has a record for it again. Returns 1 when written.
+RECORD_LOST = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+local status = redis.call('HGET', KEYS[1], 'status')
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'status', status)
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
+
 # KEYS: job. ARGV: queued status.
 # A delivery of a queued job died before claiming it: count it and return the
 # count, or -1 when the job is not queued (so nothing is counted).

@@ -172,9 +172,7 @@ def transition(
     purge_result: str | None = None,
 ) -> JobRecord | None:
     """Change the job's status if it is one of ``expected``; the record after, or None."""
-    pairs: list[str | bytes | int | float] = []
-    for name, value in fields.items():
-        pairs.extend((name, repr(value) if isinstance(value, float) else value))
+    pairs = _field_pairs(fields)
     result_key, blob, result_ttl = result if result else (keys.job_key(job_id), b"", 0)
     extra = [keys.input_key(job_id), keys.reference_key(job_id)] if purge_inputs else []
     if purge_result:
@@ -185,6 +183,14 @@ def transition(
         args=[",".join(expected), new, ttl, EVENTS_MAXLEN, blob, result_ttl, *pairs],
     )
     return JobRecord.from_reply(job_id, reply) if reply else None
+
+
+def _field_pairs(fields: Mapping[str, str | int | float]) -> list[str | int]:
+    """A hash's fields as a script's arguments; floats in full (``repr``)."""
+    pairs: list[str | int] = []
+    for name, value in fields.items():
+        pairs.extend((name, repr(value) if isinstance(value, float) else value))
+    return pairs
 
 
 @dataclass(frozen=True)
@@ -248,6 +254,31 @@ def cancel_job(job_id: str, *, tombstone_ttl: int) -> JobRecord | None:
         ],
     )
     return JobRecord.from_reply(job_id, reply) if reply else None
+
+
+def record_lost(record: JobRecord, *, ttl: int) -> bool:
+    """Write back the record of a job Redis lost, as ``reconcile`` ended it, unless
+    Redis has one again; True when written. Not ``accounted`` until its end is counted."""
+    fields: dict[str, str | float] = {
+        "owner": record.owner,
+        "task": record.task,
+        "status": record.status,
+        "params": "{}",
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "finished_at": record.finished_at or time.time(),
+        "error_code": record.error_code or "",
+        "error_message": record.error_message or "",
+    }
+    if record.webhook_sealed:
+        fields["webhook_sealed"] = record.webhook_sealed
+    pairs = _field_pairs(fields)
+    written = scripts.run(
+        scripts.RECORD_LOST,
+        keys=[keys.job_key(record.id), keys.events_key(record.id)],
+        args=[ttl, EVENTS_MAXLEN, *pairs],
+    )
+    return bool(written)
 
 
 def count_delivery(job_id: str) -> int:

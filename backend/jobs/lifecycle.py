@@ -443,9 +443,12 @@ def reconcile(job_id: str) -> traces.JobTrace | None:
     if trace is None or trace.status not in ACTIVE:
         return trace
     trace.status, trace.error_code = "failed", "lost"
-    # Accounted for like any other end; the webhook, sealed in the trace too, is
-    # the one thing of the job Redis could not lose.
-    if _account_end(traces.as_record(trace)):
+    record = dataclasses.replace(traces.as_record(trace), finished_at=time.time())
+    # Back in Redis, and not ``accounted`` until its count, like any other end:
+    # a process killed before the count leaves it to the sweeper. The webhook,
+    # sealed in the trace too, is the one thing of the job Redis could not lose.
+    store.record_lost(record, ttl=ended_ttl())
+    if _account_end(record):
         logger.warning("job_lost", extra={"job": hashed_id(job_id)})
     return trace
 

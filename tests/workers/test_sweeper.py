@@ -154,6 +154,36 @@ def test_a_traced_job_that_redis_lost_ends_failed_lost(redis_conn: redis.Redis) 
     assert audited(job_id) == [("failed", "lost")]
 
 
+class Killed(BaseException):
+    """The process was killed here (a BaseException: nothing catches it)."""
+
+
+def test_a_lost_job_whose_reconcile_was_killed_before_the_count_is_counted_once(
+    redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = queued_job(traced=True)
+    redis_conn.delete(keys.job_key(job_id), keys.input_key(job_id), keys.events_key(job_id))
+    trace = JobTrace.objects.get(id=job_id)
+
+    def killed(*args: object, **kwargs: object) -> bool:
+        raise Killed
+
+    with monkeypatch.context() as patched:
+        patched.setattr(lifecycle, "_count_end_once", killed)
+        with pytest.raises(Killed):
+            sweep(now=trace.created_at.timestamp() + TRACE_SETTLE_SECONDS + 1)
+    trace.refresh_from_db()
+    assert (trace.status, trace.error_code) == ("failed", "lost")
+    assert finished_count(redis_conn, "failed", "lost") == 0
+    ended = store.get_job(job_id).finished_at
+
+    assert sweep(now=ended + ACCOUNTING_SETTLE_SECONDS + 1)["unaccounted"] == 1
+    assert sweep(now=ended + ACCOUNTING_SETTLE_SECONDS + 2)["unaccounted"] == 0
+
+    assert finished_count(redis_conn, "failed", "lost") == 1
+    assert audited(job_id) == [("failed", "lost")]
+
+
 def test_payloads_whose_job_record_is_gone_are_deleted(redis_conn: redis.Redis) -> None:
     orphan_input = queued_job()
     redis_conn.delete(keys.job_key(orphan_input))

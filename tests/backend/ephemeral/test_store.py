@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -145,6 +146,25 @@ def test_cancel_purges_payloads_and_a_cancelled_job_never_publishes(
     assert not list(redis_conn.scan_iter(match="eph:res:*"))
     assert not redis_conn.exists(keys.input_key(job_id))
     assert redis_conn.ttl(keys.job_key(job_id)) > 0
+
+
+def test_a_lost_job_is_written_back_only_where_redis_has_no_record(
+    redis_conn: redis.Redis,
+) -> None:
+    job_id = new_job()
+    lost = dataclasses.replace(
+        store.get_job(job_id), status="failed", error_code="lost", finished_at=time.time()
+    )
+    assert not store.record_lost(lost, ttl=60)  # Redis has the job again: it stays
+    assert store.get_job(job_id).status == "queued"
+
+    redis_conn.delete(keys.job_key(job_id), keys.events_key(job_id), keys.input_key(job_id))
+    assert store.record_lost(lost, ttl=60)
+    back = store.get_job(job_id)
+    assert (back.status, back.error_code, back.accounted) == ("failed", "lost", False)
+    assert back.finished_at == lost.finished_at
+    assert 0 < redis_conn.ttl(keys.job_key(job_id)) <= 60
+    assert 0 < redis_conn.ttl(keys.events_key(job_id)) <= 60
 
 
 def test_waiting_returns_as_soon_as_the_job_ends(redis_conn: redis.Redis) -> None:

@@ -447,7 +447,9 @@ def reconcile(job_id: str) -> traces.JobTrace | None:
     # Back in Redis, and not ``accounted`` until its count, like any other end:
     # a process killed before the count leaves it to the sweeper. The webhook,
     # sealed in the trace too, is the one thing of the job Redis could not lose.
-    store.record_lost(record, ttl=ended_ttl())
+    # With Redis out of reach, the count follows the trace's close instead.
+    with contextlib.suppress(RedisError):
+        store.record_lost(record, ttl=ended_ttl())
     if _account_end(record):
         logger.warning("job_lost", extra={"job": hashed_id(job_id)})
     return trace

@@ -8,9 +8,10 @@ import uuid
 
 import pytest
 import redis
+from pytest_django.fixtures import Settings
 
 from backend.audit.models import AuditEvent
-from backend.ephemeral import keys, store
+from backend.ephemeral import connection, keys, store
 from backend.errors import CodedError, job_error
 from backend.imaging import ImageHeader
 from backend.jobs import lifecycle
@@ -130,6 +131,24 @@ def test_a_claim_of_a_job_redis_lost_ends_its_trace_lost(redis_conn: redis.Redis
     # Reconciling again counts nothing twice.
     lifecycle.reconcile(job_id)
     assert finished(redis_conn, "failed", "lost") == 1
+    assert audited(job_id) == [("failed", "lost")]
+
+
+def test_a_job_redis_lost_ends_lost_even_when_redis_is_out_of_reach(
+    redis_conn: redis.Redis, settings: Settings
+) -> None:
+    job_id = queued_job(traced=True)
+    redis_conn.delete(keys.job_key(job_id))
+    live_url = settings.REDIS_URL
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    connection.forget()
+    try:
+        lifecycle.reconcile(job_id)
+    finally:
+        settings.REDIS_URL = live_url
+        connection.forget()
+
+    assert trace_of(job_id) == ("failed", "lost")
     assert audited(job_id) == [("failed", "lost")]
 
 

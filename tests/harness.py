@@ -255,17 +255,16 @@ def manage(env: Mapping[str, str], *args: str, timeout: float = 120) -> str:
     return result.stdout
 
 
-def web_probe(code: str, *args: str, database: Path) -> str:
-    """Run ``code`` in a fresh Python process with the web's settings and a
-    SQLite database at ``database``; its standard output."""
+def python_probe(code: str, *args: str, env: Mapping[str, str]) -> str:
+    """Run ``code`` in a fresh Python interpreter with ``env``; its standard output.
+
+    For what a process does from its start (imports, module-level set-up),
+    which this process has done already.
+    """
     result = subprocess.run(
         [str(VENV_BIN / "python"), "-c", code, *args],
         cwd=REPO,
-        env={
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "backend.settings",
-            "DATABASE_URL": f"sqlite:///{database}",
-        },
+        env=dict(env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -274,6 +273,16 @@ def web_probe(code: str, *args: str, database: Path) -> str:
     if result.returncode != 0:
         raise AssertionError(f"the probe failed:\n{result.stderr}")
     return result.stdout
+
+
+def web_probe(code: str, *args: str, database: Path) -> str:
+    """``python_probe`` with the web's settings and a SQLite database at ``database``."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "backend.settings",
+        "DATABASE_URL": f"sqlite:///{database}",
+    }
+    return python_probe(code, *args, env=env)
 
 
 def send_request(

@@ -7,10 +7,8 @@ telling a worker node's processes apart must not load Django or the models.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
-from tests.harness import REPO
+from tests.harness import python_probe
 
 PROBE = """
 import subprocess, sys
@@ -30,13 +28,4 @@ finally:
 
 def test_it_tells_a_nodes_processes_apart_without_django() -> None:
     env = {name: value for name, value in os.environ.items() if name != "DJANGO_SETTINGS_MODULE"}
-    probe = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert probe.returncode == 0, probe.stderr
+    python_probe(PROBE, env=env)

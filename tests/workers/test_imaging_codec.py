@@ -10,11 +10,8 @@ from __future__ import annotations
 import io
 import os
 import struct
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,12 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backend.imaging import ImageHeader, ImageRejected, UndecodableImage, sniff
+from tests.harness import python_probe
 from workers.imaging import decode, encode, exif_orientation, fit_within
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow crafts the metadata-bearing inputs")
 PngImagePlugin = pytest.importorskip("PIL.PngImagePlugin")
 
-REPO = Path(__file__).resolve().parents[2]
 LIMIT = 50_000_000
 RGB = skimage.data.astronaut()[:, :300]  # 512 high, 300 wide: a swap cannot hide
 BGR = cv2.cvtColor(RGB, cv2.COLOR_RGB2BGR)
@@ -334,17 +331,7 @@ def test_opencv_pixel_limits_are_set_before_cv2_loads() -> None:
         "    print('refused')\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_IO_")}
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-
-    assert result.stdout.split() == ["10000", "refused"]
+    assert python_probe(script, env=env).split() == ["10000", "refused"]
 
 
 # --- fit_within -----------------------------------------------------------------

@@ -13,8 +13,10 @@ import sys
 import uuid
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -37,6 +39,19 @@ def redis_conn() -> Iterator[redis.Redis]:
     clean_ours(conn)
     yield conn
     clean_ours(conn)
+
+
+@contextmanager
+def redis_out_of_reach(settings: Any) -> Iterator[None]:
+    """This process's Redis client pointed, for the block, at a port nobody listens on."""
+    live_url = settings.REDIS_URL
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    connection.forget()
+    try:
+        yield
+    finally:
+        settings.REDIS_URL = live_url
+        connection.forget()
 
 
 def clean_ours(conn: redis.Redis) -> None:

@@ -12,6 +12,7 @@ from pytest_django.fixtures import Settings
 from backend import metrics
 from backend.ephemeral import connection, keys
 from backend.jobs.queue import JOBS_QUEUE
+from tests.conftest import redis_out_of_reach
 
 
 def exported(name: str) -> Metric:
@@ -105,13 +106,9 @@ def test_every_write_refreshes_the_ttl_of_the_hash(redis_conn: redis.Redis) -> N
 def test_a_write_never_raises_when_redis_is_down(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    live_url = settings.REDIS_URL
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    connection.forget()
-    try:
-        with caplog.at_level(logging.WARNING, logger="backend.metrics"):
-            metrics.inc("ephemera_blocked_total")
-    finally:
-        settings.REDIS_URL = live_url
-        connection.forget()
+    with (
+        redis_out_of_reach(settings),
+        caplog.at_level(logging.WARNING, logger="backend.metrics"),
+    ):
+        metrics.inc("ephemera_blocked_total")
     assert [record.message for record in caplog.records] == ["metric_write_failed"]

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from backend.api.errors import server_error
 from backend.ephemeral import connection
-from tests.conftest import Persona, Upload, portrait
+from tests.conftest import Persona, Upload, portrait, redis_out_of_reach
 from tests.integration.helpers import submit
 
 
@@ -101,16 +101,10 @@ def test_an_unknown_result_token_is_404(alice: Persona) -> None:
 def test_a_dead_redis_is_503_backend_unavailable(
     alice: Persona, canary_jpeg: Upload, settings: object
 ) -> None:
-    live_url = settings.REDIS_URL  # type: ignore[attr-defined]
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # type: ignore[attr-defined]
-    connection.forget()
-    try:
+    with redis_out_of_reach(settings):
         assert_error(submit(alice.api, canary_jpeg.data), 503, "backend_unavailable")
         assert_error(alice.api.get("/api/v1/tasks"), 503, "backend_unavailable")
         assert Client().get("/readyz").status_code == 503
-    finally:
-        settings.REDIS_URL = live_url  # type: ignore[attr-defined]
-        connection.forget()
 
 
 def test_the_task_catalogue_lists_params_and_limits(alice: Persona) -> None:

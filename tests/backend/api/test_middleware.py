@@ -9,8 +9,8 @@ from pytest_django.fixtures import Settings
 
 from backend import abuse
 from backend.api.middleware import ApiGuardMiddleware
-from backend.ephemeral import connection
 from backend.pseudonyms import subject_hash
+from tests.conftest import redis_out_of_reach
 
 NOW = 1_000_000.0
 
@@ -78,14 +78,8 @@ def test_it_refuses_a_blocked_ip_with_the_time_left(
 
 
 def test_it_answers_503_with_a_retry_when_redis_is_down(settings: Settings) -> None:
-    live_url = settings.REDIS_URL
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    connection.forget()
-    try:
+    with redis_out_of_reach(settings):
         refused = guard()(api_get())
-    finally:
-        settings.REDIS_URL = live_url
-        connection.forget()
     assert (refused.status_code, refused["Retry-After"]) == (503, "5")
     assert b"backend_unavailable" in refused.content
 

@@ -18,6 +18,7 @@ from backend.jobs import lifecycle
 from backend.jobs.models import JobTrace
 from backend.pseudonyms import client_subject, hashed_id
 from backend.webhooks import events as webhooks
+from tests.conftest import redis_out_of_reach
 from tests.factories import NOBODY, hooked_job, queued_job, running_job
 
 pytestmark = pytest.mark.django_db
@@ -69,7 +70,6 @@ def test_a_submit_traces_seals_and_queues_the_job(redis_conn: redis.Redis) -> No
 def test_a_submit_that_redis_refuses_leaves_no_trace(
     redis_conn: redis.Redis, settings: object
 ) -> None:
-    from backend.ephemeral import connection
     from backend.errors import CodedError
     from tests.services import free_port
 
@@ -139,14 +139,8 @@ def test_a_job_redis_lost_ends_lost_even_when_redis_is_out_of_reach(
 ) -> None:
     job_id = queued_job(traced=True)
     redis_conn.delete(keys.job_key(job_id))
-    live_url = settings.REDIS_URL
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    connection.forget()
-    try:
+    with redis_out_of_reach(settings):
         lifecycle.reconcile(job_id)
-    finally:
-        settings.REDIS_URL = live_url
-        connection.forget()
 
     assert trace_of(job_id) == ("failed", "lost")
     assert audited(job_id) == [("failed", "lost")]

@@ -6,7 +6,8 @@ forked for it alone, in advance, by the node's fork server
 through a worker each way, at concurrency 1 and 2, in alternating rounds in
 one run, and prints throughput and ratios (isolated / live-on, and 2
 processes / 1, beside the same ratio without isolation: the machine's own
-ceiling), the worker node's memory with every model loaded, and per task the
+ceiling), the worker node's memory with every model loaded, and per task
+(``bench/task_costs.py``, under the worker's own allocator settings) the
 private memory one job adds and what its run costs more in a fresh process
 than in a warm one.
 
@@ -17,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
-import json
 import os
 import statistics
+import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import redis
@@ -76,60 +74,20 @@ def jobs_per_second(photo: bytes, jobs: int, task: str = "cartoonize") -> float:
     return jobs / (time.perf_counter() - started)
 
 
-@dataclass(frozen=True)
-class TaskCost:
-    #: Private memory one job adds to a process forked from the loaded models.
-    private_mb: float
-    #: The task's run in that fresh process, as every isolated job runs it.
-    fresh_ms: float
-    #: The same call again in the same process, as a live-on pool process runs it.
-    again_ms: float
+def worker_environment(pid: int) -> dict[str, str]:
+    """The environment a running process was started with (``bin/ephemera`` sets the worker's)."""
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
 
 
-def cost_per_task(photo_bgr: object, *, processes: int = 5) -> dict[str, TaskCost]:
-    """Load every model as a worker does, then fork processes per task, as jobs would.
-
-    The first run in a fresh process pays for all the memory it touches
-    (zero-filled pages, copies of shared ones); a second run reuses what the
-    first allocated. The difference is what isolation costs that task. Each
-    figure is the median of ``processes`` processes: one alone drifts with the
-    machine.
-    """
-    from workers import registry
-
-    registry.load_all()
-    gc.freeze()
-    costs: dict[str, TaskCost] = {}
-    for name, spec in CATALOGUE.items():
-        # A two-photo task (face_verify) compares the photo with itself.
-        photos = (photo_bgr, photo_bgr) if "reference" in spec.inputs else (photo_bgr,)
-        found = [_fresh_and_again(registry.runner(name), photos, spec) for _ in range(processes)]
-        costs[name] = TaskCost(*(statistics.median(column) for column in zip(*found, strict=True)))
-    return costs
-
-
-def _fresh_and_again(run: Any, photos: tuple[object, ...], spec: Any) -> list[float]:
-    """In a forked process: private MB after the first run, then both runs' ms."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        params = spec.validate_params({})
-        times = []
-        for _ in range(2):
-            started = time.perf_counter()
-            run(*photos, params)
-            times.append((time.perf_counter() - started) * 1000)
-            if len(times) == 1:
-                memory = smaps_rollup_kb(os.getpid())
-                private = (memory["Private_Dirty"] + memory["Private_Clean"]) / 1024
-        os.write(write, json.dumps([private, *times]).encode())
-        os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        found: list[float] = json.loads(pipe.read())
-    os.waitpid(pid, 0)
-    return found
+def print_task_costs(side: int, tunables: str) -> None:
+    """Run ``bench/task_costs.py`` under the allocator settings the worker runs with."""
+    sys.stdout.flush()  # this process's figures first
+    subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("task_costs.py")), "--side", str(side)],
+        env={**os.environ, "GLIBC_TUNABLES": tunables},
+        check=True,
+    )
 
 
 def main() -> None:
@@ -148,6 +106,8 @@ def main() -> None:
     photo = cv2.imencode(".jpg", image)[1].tobytes()
     rates: dict[tuple[str, int], list[float]] = {}
     memory: list[tuple[float, float]] = []
+    #: The glibc tunables the worker runs with (``bin/ephemera worker`` sets them).
+    tunables = ""
     with bench_stack() as running:
         # Rounds alternate the four set-ups, so a drift of the machine's speed
         # touches all of them alike; each reports its median round.
@@ -161,12 +121,11 @@ def main() -> None:
                     if (isolate, concurrency) == ("true", 2):
                         time.sleep(2)  # idle: the warm-up's job processes gone, spares waiting
                         memory.append(node_memory_mb(worker.pid))
+                        tunables = worker_environment(worker.pid).get("GLIBC_TUNABLES", "")
                     rate = jobs_per_second(photo, args.jobs, args.task)
                     rates.setdefault((isolate, concurrency), []).append(rate)
                     running.stop()
                     redis.Redis.from_url(running.env["REDIS_URL"]).flushdb()
-    costs = cost_per_task(image)
-
     print(
         f"{args.jobs} {args.task} jobs of {args.side}x{args.side}, jobs/s "
         f"(median of {args.rounds} alternating rounds):"
@@ -196,15 +155,7 @@ def main() -> None:
         f"RSS {statistics.median(rss for rss, _ in memory):.0f} MB, node PSS "
         f"{statistics.median(pss for _, pss in memory):.0f} MB  (target <= 600 MB)"
     )
-    print(
-        f"per task (side {args.side}, medians of 5 processes): private memory one job adds; "
-        "its run in a fresh process (isolated) vs again in the same process (live-on)"
-    )
-    for name, cost in costs.items():
-        print(
-            f"  {name:12s} {cost.private_mb:7.1f} MB   {cost.fresh_ms:6.0f} ms vs "
-            f"{cost.again_ms:6.0f} ms  (+{cost.fresh_ms - cost.again_ms:.0f} ms)"
-        )
+    print_task_costs(args.side, tunables)
 
 
 if __name__ == "__main__":

@@ -239,10 +239,11 @@ def multipart(
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
-def manage(env: Mapping[str, str], *args: str, timeout: float = 120) -> str:
-    """``python manage.py ARGS`` in a subprocess with ``env``; its standard output."""
+def _run_python(argv: list[str], env: Mapping[str, str], *, timeout: float, what: str) -> str:
+    """The project's Python with ``argv``, from the repository, with ``env``; its
+    standard output. A non-zero exit fails with ``what`` and its standard error."""
     result = subprocess.run(
-        [str(VENV_BIN / "python"), "manage.py", *args],
+        [str(VENV_BIN / "python"), *argv],
         cwd=REPO,
         env=dict(env),
         capture_output=True,
@@ -251,8 +252,15 @@ def manage(env: Mapping[str, str], *args: str, timeout: float = 120) -> str:
         check=False,
     )
     if result.returncode != 0:
-        raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
+        raise AssertionError(f"{what} failed:\n{result.stderr}")
     return result.stdout
+
+
+def manage(env: Mapping[str, str], *args: str, timeout: float = 120) -> str:
+    """``python manage.py ARGS`` in a subprocess with ``env``; its standard output."""
+    return _run_python(
+        ["manage.py", *args], env, timeout=timeout, what=f"manage.py {' '.join(args)}"
+    )
 
 
 def python_probe(code: str, *args: str, env: Mapping[str, str]) -> str:
@@ -261,18 +269,7 @@ def python_probe(code: str, *args: str, env: Mapping[str, str]) -> str:
     For what a process does from its start (imports, module-level set-up),
     which this process has done already.
     """
-    result = subprocess.run(
-        [str(VENV_BIN / "python"), "-c", code, *args],
-        cwd=REPO,
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise AssertionError(f"the probe failed:\n{result.stderr}")
-    return result.stdout
+    return _run_python(["-c", code, *args], env, timeout=60, what="the probe")
 
 
 def web_probe(code: str, *args: str, database: Path) -> str:

@@ -7,7 +7,8 @@ it) and the same call again in that process (as a live-on pool process runs
 it). It also prints the private memory one job adds. The allocator's settings
 come from the environment: ``bench/isolation.py`` runs this with the real
 worker's (``GLIBC_TUNABLES`` from ``bin/ephemera worker``), which change how
-much a fresh process pays (anonymize at 512 px: +58 ms with them, +74 without).
+much a fresh process pays (face_crop at 512 px, two runs each: +35 and +23 ms
+with them, +89 and +66 without).
 
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 .venv/bin/python bench/task_costs.py [--side 512]
 """

@@ -19,10 +19,13 @@ exit tears down as few. A fork server forked from a pool process instead
 inherits the pool process's page tables, which Celery's own writes had split
 back into 4 KiB entries: a fork cost 7.0-7.7 ms of kernel time instead of
 4.3-5.2 (512 px jobs, one after another). The fork runs beside the job, in
-the fork server, and the next spare is asked for as soon as a job is handed
-over, so neither a fork nor a job process's exit is on any job's critical
-path. The fork server reaps the job processes and logs those that died.
-Should it die, each pool process starts a fork server of its own and goes on.
+the fork server, and the next spare is asked for as soon as the job's claim
+has answered, so neither a fork nor a job process's exit is on any job's
+critical path. Asked for at the hand-over instead, the fork and the new
+spare's start competed with the job's claim and first steps: 3-6 ms more
+between submit and result (``bench/pipeline.py``, a 2-core node). The fork
+server reaps the job processes and logs those that died. Should it die, each
+pool process starts a fork server of its own and goes on.
 
 Limits apply to the job process itself: its address space (``RLIMIT_AS``, set
 once in the fork server and inherited), its soft time limit (a timer armed
@@ -70,6 +73,9 @@ _MADV_COLLAPSE = 25
 _HUGE_PAGE = 2 * 1024 * 1024
 #: A request to the fork server: this byte, with the spare's ends of its two pipes.
 _FORK = b"f"
+#: What a job process writes up its outcome pipe once its claim has answered,
+#: before its ending (JSON, so never this byte).
+_CLAIMED = b"c"
 _FDS_PER_REQUEST = 2
 
 
@@ -111,10 +117,15 @@ class JobProcesses:
     def run(self, job_id: str) -> Ending | None:
         spare = self._hand_over(job_id)
         try:
-            # The next job's process, forked by the fork server while this one runs.
-            self.spare = self._new_spare()
             with os.fdopen(spare.outcomes, "rb") as outcomes:
+                started = outcomes.read(len(_CLAIMED))
+                # The next job's process, forked by the fork server while this
+                # one runs: after its claim, so that the fork and the new
+                # spare's start do not compete with the job's own start.
+                self.spare = self._new_spare()
                 reported = outcomes.read()
+            if started != _CLAIMED:  # died before its claim answered, or never wrote it
+                reported = started + reported
         finally:
             # The job process has reported or died; or this process gave up on
             # it, and closing this end kills it.
@@ -297,7 +308,7 @@ def _serve(jobs: int, outcomes: int) -> None:
     _arm_soft_time_limit()
     from workers.pipeline import process_job
 
-    ending = process_job(job_id)
+    ending = process_job(job_id, on_claimed=partial(os.write, outcomes, _CLAIMED))
     signal.setitimer(signal.ITIMER_REAL, 0)
     # The pool process closes its end once it has the ending: not a death.
     _untie_from_pool(jobs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -30,13 +31,17 @@ from workers.imaging import cv2  # imported there after OpenCV's own pixel limit
 logger = logging.getLogger(__name__)
 
 
-def process_job(job_id: str) -> lifecycle.Ending:
+def process_job(job_id: str, *, on_claimed: Callable[[], object] | None = None) -> lifecycle.Ending:
     """Run one job end to end. Safe to call for any id, any number of times.
 
     Only the job's state changes here; its ending goes to ``lifecycle.account``,
     which the caller runs (in the pool process, for a job process).
+    ``on_claimed`` runs once the claim has answered, whatever it found: a job
+    process tells its pool process there that the job has started.
     """
     claimed = lifecycle.claim(job_id)
+    if on_claimed is not None:
+        on_claimed()
     if claimed.record is None:
         return lifecycle.Ending(job_id, "skipped", found=claimed.found)
     record = claimed.record

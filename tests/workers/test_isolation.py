@@ -84,6 +84,11 @@ def pool_of(spare: int, pools: list[int]) -> int | None:
     return next((pool for pool in pools if pipes(pool) & pipes(spare)), None)
 
 
+def idle_spares(worker: Process) -> set[int]:
+    """Job processes waiting for their job id."""
+    return set(worker.job_processes(busy=False)) - set(worker.job_processes(busy=True))
+
+
 def huge_pages_share(pid: int) -> float:
     """The share of a process's anonymous memory mapped in transparent huge pages."""
     memory = smaps_rollup_kb(pid)
@@ -111,6 +116,41 @@ def test_the_fork_server_holds_the_models_in_huge_pages(node: tuple[Process, Cel
     [server] = worker.fork_servers()
     # Without the collapse, about half: only what glibc's heap grew into.
     assert huge_pages_share(server) > 0.6
+
+
+def test_a_pool_process_has_its_next_spare_while_its_job_runs(
+    node: tuple[Process, Celery],
+) -> None:
+    worker, sender = node
+    run_job(sender)
+    pools = worker.children()
+    spares = wait_until(
+        lambda: idle_spares(worker) if len(idle_spares(worker)) == len(pools) else None,
+        timeout=10,
+        message="no spare for each pool process",
+    )
+    photo = cv2.imencode(".jpg", portrait((2048, 2048)))[1].tobytes()
+    job_id = queued_job(photo, params={"smoothing": 5})
+    sender.send_task("workers.run_job", args=[job_id], queue="jobs")
+    [taken] = wait_until(
+        lambda: spares - idle_spares(worker), timeout=30, message="no spare took the job"
+    )
+    pool = pool_of(taken, pools)
+    assert pool is not None
+
+    # Forked once the job's claim has answered, not after its end: the next
+    # job finds it ready.
+    def next_spare_while_running() -> bool:
+        ready = any(pool_of(pid, pools) == pool for pid in idle_spares(worker) - spares)
+        record = store.get_job(job_id)
+        assert record is not None
+        assert record.status == "running", "the job ended before its pool process had a spare"
+        return ready
+
+    wait_until(next_spare_while_running, timeout=30, message="no next spare")
+    record = store.wait_for_end(job_id, timeout=60)
+    assert record is not None
+    assert record.status == "succeeded", record.error_code
 
 
 def test_a_spare_dies_with_its_pool_process(node: tuple[Process, Celery]) -> None:

@@ -110,6 +110,23 @@ def test_a_sealed_upload_that_does_not_open_is_an_integrity_error(
     assert error_of(job_id) == "integrity_error"
 
 
+def test_on_claimed_runs_once_the_claim_has_answered_whatever_it_found() -> None:
+    seen: list[str | None] = []
+
+    def run(job_id: str) -> str:
+        def on_claimed() -> None:
+            record = store.get_job(job_id)
+            seen.append(record.status if record else None)
+
+        return process_job(job_id, on_claimed=on_claimed).outcome
+
+    job_id = queued_job(photo())
+    assert [run(job_id), run(job_id), run(str(uuid.uuid4()))] == [
+        "succeeded", "skipped", "skipped",
+    ]  # fmt: skip
+    assert seen == ["running", "succeeded", None]
+
+
 def test_a_job_that_is_not_there_to_take_is_skipped(redis_conn: redis.Redis) -> None:
     job_id = queued_job(photo())
     assert process_job(job_id).outcome == "succeeded"

@@ -153,6 +153,29 @@ def test_a_pool_process_has_its_next_spare_while_its_job_runs(
     assert record.status == "succeeded", record.error_code
 
 
+def test_a_spare_killed_while_it_waits_is_replaced_and_its_job_runs(
+    node: tuple[Process, Celery],
+) -> None:
+    worker, sender = node
+    run_job(sender)
+    pools = worker.children()
+    spares = wait_until(
+        lambda: idle_spares(worker) if len(idle_spares(worker)) == len(pools) else None,
+        timeout=10,
+        message="no spare for each pool process",
+    )
+    logged = len(worker.log_path.read_bytes())
+
+    for spare in spares:
+        os.kill(spare, signal.SIGKILL)
+    wait_until(lambda: not any(alive(pid) for pid in spares), timeout=10, message="spares alive")
+
+    # Whichever pool process takes them, each job finds its spare dead and
+    # runs in a fresh one.
+    assert [run_job(sender).status for _ in range(4)] == ["succeeded"] * 4
+    assert b'"event": "job_process_spare_died"' in worker.log_path.read_bytes()[logged:]
+
+
 def test_a_spare_dies_with_its_pool_process(node: tuple[Process, Celery]) -> None:
     worker, sender = node
     # A pool process killed before Celery saw it start stops the whole worker.

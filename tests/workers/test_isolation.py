@@ -89,6 +89,17 @@ def idle_spares(worker: Process) -> set[int]:
     return set(worker.job_processes(busy=False)) - set(worker.job_processes(busy=True))
 
 
+def spares_after_a_job(worker: Process, sender: Celery) -> set[int]:
+    """The idle spares once a job has run and each pool process has its own."""
+    run_job(sender)
+    pools = worker.children()
+    return wait_until(
+        lambda: idle_spares(worker) if len(idle_spares(worker)) == len(pools) else None,
+        timeout=10,
+        message="no spare for each pool process",
+    )
+
+
 def huge_pages_share(pid: int) -> float:
     """The share of a process's anonymous memory mapped in transparent huge pages."""
     memory = smaps_rollup_kb(pid)
@@ -122,19 +133,14 @@ def test_a_pool_process_has_its_next_spare_while_its_job_runs(
     node: tuple[Process, Celery],
 ) -> None:
     worker, sender = node
-    run_job(sender)
-    pools = worker.children()
-    spares = wait_until(
-        lambda: idle_spares(worker) if len(idle_spares(worker)) == len(pools) else None,
-        timeout=10,
-        message="no spare for each pool process",
-    )
+    spares = spares_after_a_job(worker, sender)
     photo = cv2.imencode(".jpg", portrait((2048, 2048)))[1].tobytes()
     job_id = queued_job(photo, params={"smoothing": 5})
     sender.send_task("workers.run_job", args=[job_id], queue="jobs")
     [taken] = wait_until(
         lambda: spares - idle_spares(worker), timeout=30, message="no spare took the job"
     )
+    pools = worker.children()
     pool = pool_of(taken, pools)
     assert pool is not None
 
@@ -157,13 +163,7 @@ def test_a_spare_killed_while_it_waits_is_replaced_and_its_job_runs(
     node: tuple[Process, Celery],
 ) -> None:
     worker, sender = node
-    run_job(sender)
-    pools = worker.children()
-    spares = wait_until(
-        lambda: idle_spares(worker) if len(idle_spares(worker)) == len(pools) else None,
-        timeout=10,
-        message="no spare for each pool process",
-    )
+    spares = spares_after_a_job(worker, sender)
     logged = len(worker.log_path.read_bytes())
 
     for spare in spares:

@@ -14,11 +14,12 @@ import pytest
 import redis
 from celery import Celery
 
-from backend.ephemeral import connection, store
+from backend.ephemeral import connection, keys, store
 from backend.ephemeral.records import JobRecord
 from tests.conftest import migrate_worker_database, portrait, worker_env
 from tests.factories import queued_job
 from tests.harness import Process, process_status, smaps_rollup_kb, start_worker, wait_until
+from workers.isolation import NO_JOB
 
 pytestmark = pytest.mark.slow
 
@@ -127,6 +128,15 @@ def test_the_fork_server_holds_the_models_in_huge_pages(node: tuple[Process, Cel
     [server] = worker.fork_servers()
     # Without the collapse, about half: only what glibc's heap grew into.
     assert huge_pages_share(server) > 0.6
+
+
+def test_spares_get_ready_without_writing_to_redis(node: tuple[Process, Celery]) -> None:
+    worker, sender = node
+    spares_after_a_job(worker, sender)
+    # Each spare ran the claim's and the publish's code on an id no job has.
+    assert not list(connection.client().scan_iter(match=f"*{NO_JOB}*"))
+    # One result: the job's own.
+    assert len(list(connection.client().scan_iter(match=f"{keys.RESULT.prefix}*"))) == 1
 
 
 def test_a_pool_process_has_its_next_spare_while_its_job_runs(

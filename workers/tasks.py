@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from typing import Any
 
+import redis
 from billiard.einfo import ExceptionInfo
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Task, signals
@@ -68,9 +70,35 @@ def run_job(job_id: str) -> None:
     # One that died before its claim leaves the job queued: run it again, as a
     # redelivery would; lifecycle.lose bounds how often.
     while (ending := isolation.run_isolated(job_id)) is None:
-        if lifecycle.lose(job_id) != "retry":
+        if _lose_when_redis_answers(job_id) != "retry":
             return
     lifecycle.account(ending)
+
+
+#: How long a pool process waits for Redis to answer again before it gives up
+#: on a job whose process died: more than a Sentinel failover takes
+#: (``down-after-milliseconds`` 5000 in ``infra/k8s``), less than a hard time limit.
+REDIS_PATIENCE = 15.0
+
+
+def _lose_when_redis_answers(job_id: str) -> lifecycle.Loss:
+    """``lifecycle.lose``, once Redis answers again.
+
+    A failover or a restart of Redis kills the job processes it catches in a
+    command. Giving up at once failed the task on the same outage, and
+    ``on_failure`` ended those jobs ``internal_error``, as if a bug had (2 of
+    200 jobs in ``bench/chaos.py --mode failover``). Waiting, each ends as
+    ``lose`` decides: run again if its process died before the claim,
+    ``worker_lost`` if the claim had taken its upload.
+    """
+    deadline = time.monotonic() + REDIS_PATIENCE
+    while True:
+        try:
+            return lifecycle.lose(job_id)
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.25)
 
 
 @app.task(name="workers.sweep", ignore_result=True)

@@ -28,6 +28,7 @@ from backend.clients.services import api_key_create
 from backend.ephemeral import connection
 from tests.harness import Process as Worker
 from tests.harness import ephemera_env, start_worker
+from tests.services import free_port, start_redis
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -73,6 +74,27 @@ def make_persona(name: str, tier: str = "standard") -> Persona:
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return Persona(name=name, key=key, api=api)
+
+
+OwnRedis = tuple[int, list[subprocess.Popen[bytes]]]
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path, settings: object) -> Iterator[OwnRedis]:
+    """A Redis of this test's own, which the test may stop and start; the client points at it."""
+    port = free_port()
+    servers = [start_redis(port, tmp_path)]
+    live_url = settings.REDIS_URL  # type: ignore[attr-defined]
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"  # type: ignore[attr-defined]
+    connection.forget()
+    try:
+        yield port, servers
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=10)
+        settings.REDIS_URL = live_url  # type: ignore[attr-defined]
+        connection.forget()
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import redis
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from django.test import override_settings
 
-from backend.ephemeral import connection, store
+from backend.ephemeral import store
 from backend.jobs import lifecycle
 from backend.jobs.lifecycle import MAX_DELIVERIES
-from tests.conftest import jpeg_with_exif, portrait
+from tests.conftest import OwnRedis, jpeg_with_exif, portrait
 from tests.factories import queued_job, running_job
-from tests.services import free_port, start_redis
+from tests.services import start_redis
 from workers.tasks import JobTask, _lose_when_redis_answers, run_job
 
 pytestmark = pytest.mark.django_db
@@ -66,40 +66,29 @@ def test_without_isolation_the_task_runs_the_job_in_its_own_process(
 
 
 def test_a_job_whose_process_died_in_a_redis_outage_runs_again_once_redis_answers(
-    settings: object, tmp_path: Path
+    own_redis: OwnRedis, tmp_path: Path
 ) -> None:
     """Redis goes away and comes back with its data, as a promoted replica does."""
-    port = free_port()
-    server = start_redis(port, tmp_path)
-    live = settings.REDIS_URL  # type: ignore[attr-defined]
-    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"  # type: ignore[attr-defined]
-    connection.forget()
+    port, servers = own_redis
+    job_id = queued_job()
+    data = redis.Redis(port=port)
+    saved = {key: (data.dump(key), data.pttl(key)) for key in data.scan_iter(match="eph:*")}
+    servers[0].terminate()
+    servers[0].wait(timeout=10)
+    with pytest.raises(redis.ConnectionError):
+        lifecycle.lose(job_id)
+
+    def come_back() -> None:
+        time.sleep(1.5)
+        servers.append(start_redis(port, tmp_path))
+        for key, (dumped, ttl) in saved.items():
+            redis.Redis(port=port).restore(key, max(ttl, 0), dumped)
+
+    returning = threading.Thread(target=come_back)
+    returning.start()
     try:
-        job_id = queued_job()
-        data = redis.Redis(port=port)
-        saved = {key: (data.dump(key), data.pttl(key)) for key in data.scan_iter(match="eph:*")}
-        server.terminate()
-        server.wait(timeout=10)
-        with pytest.raises(redis.ConnectionError):
-            lifecycle.lose(job_id)
-
-        def come_back() -> None:
-            time.sleep(1.5)
-            nonlocal server
-            server = start_redis(port, tmp_path)
-            for key, (dumped, ttl) in saved.items():
-                redis.Redis(port=port).restore(key, max(ttl, 0), dumped)
-
-        returning = threading.Thread(target=come_back)
-        returning.start()
-        try:
-            # The task's own step, as it runs after its job process died.
-            assert _lose_when_redis_answers(job_id) == "retry"
-        finally:
-            returning.join()
-        assert store.get_job(job_id).status == "queued"  # type: ignore[union-attr]
+        # The task's own step, as it runs after its job process died.
+        assert _lose_when_redis_answers(job_id) == "retry"
     finally:
-        server.terminate()
-        server.wait(timeout=10)
-        settings.REDIS_URL = live  # type: ignore[attr-defined]
-        connection.forget()
+        returning.join()
+    assert store.get_job(job_id).status == "queued"  # type: ignore[union-attr]

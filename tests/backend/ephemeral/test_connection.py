@@ -14,6 +14,7 @@ import redis
 
 from backend.ephemeral import connection, keys, store
 from backend.ephemeral.connection import sentinel_config
+from tests.conftest import OwnRedis
 from tests.factories import queued_job
 from tests.services import free_port, start_redis
 
@@ -68,27 +69,6 @@ def test_jobs_are_stored_on_the_master_the_sentinels_name(
         connection.forget()
     # Read back over a plain connection to the master itself.
     assert redis_conn.hget(keys.job_key(job_id), "status") == b"running"
-
-
-OwnRedis = tuple[int, list[subprocess.Popen[bytes]]]
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path, settings: object) -> Iterator[OwnRedis]:
-    """A Redis of this test's own, which the test may stop and start; the client points at it."""
-    port = free_port()
-    servers = [start_redis(port, tmp_path)]
-    live_url = settings.REDIS_URL  # type: ignore[attr-defined]
-    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"  # type: ignore[attr-defined]
-    connection.forget()
-    try:
-        yield port, servers
-    finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=10)
-        settings.REDIS_URL = live_url  # type: ignore[attr-defined]
-        connection.forget()
 
 
 def test_the_cached_client_reconnects_by_itself_after_a_restart(

@@ -62,7 +62,6 @@ from django.conf import settings
 
 from backend.ephemeral.connection import client
 from backend.jobs import lifecycle
-from backend.jobs.lifecycle import Ending
 from workers import limits
 from workers.process_names import FORK_SERVER_NAME, JOB_PROCESS_NAME
 
@@ -118,7 +117,7 @@ class JobProcesses:
         if self.spare is None:
             self.spare = self._new_spare()
 
-    def run(self, job_id: str) -> Ending | None:
+    def run(self, job_id: str) -> lifecycle.Ending | None:
         spare = self._hand_over(job_id)
         try:
             with os.fdopen(spare.outcomes, "rb") as outcomes:
@@ -135,7 +134,7 @@ class JobProcesses:
             # it, and closing this end kills it.
             os.close(spare.jobs)
         # Nothing reported: the fork server logs how the process died.
-        return Ending.from_json(reported) if reported else None
+        return lifecycle.Ending.from_json(reported) if reported else None
 
     def _hand_over(self, job_id: str) -> _Spare:
         """Give the job to the spare; a spare that died while idle is replaced first."""
@@ -208,7 +207,7 @@ def prepare() -> None:
     _processes.prepare()
 
 
-def run_isolated(job_id: str) -> Ending | None:
+def run_isolated(job_id: str) -> lifecycle.Ending | None:
     """Run ``process_job(job_id)`` in a process of its own; its ending.
 
     None means the job process ended without reporting (killed, crashed,
@@ -418,12 +417,12 @@ def _get_ready() -> None:
     once, before the job, off its critical path.
 
     They run on an id no job has, where both scripts find no record and write
-    nothing. Their first run in a fresh process pays for every page it
-    touches; paid here, ~1.5 ms less between a submit and its result
-    (``bench/pipeline.py``, side by side). A failure here is the job's to meet.
+    nothing; the claim's command opens the connection. Their first run in a
+    fresh process pays for every page it touches; paid here, ~1.5 ms less
+    between a submit and its result (``bench/pipeline.py``, side by side). A
+    failure here is the job's to meet.
     """
     with contextlib.suppress(Exception):
-        client().ping()
         lifecycle.claim(NO_JOB)
         lifecycle.publish(NO_JOB, data=b"", content_type="", run_ms=0)
 

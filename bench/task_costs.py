@@ -1,7 +1,8 @@
 """What isolation costs each task: its run in a fresh job process vs again in the same one.
 
-Loads every model as a worker's parent does (weights loaded, frozen, moved
-into huge pages), then forks processes per task, as the fork server forks job
+Loads every model as a worker's parent does (weights loaded, every task
+rehearsed, frozen, the heap's free chunks taken, moved into huge pages), then
+forks processes per task, as the fork server forks job
 processes, and times the task's first run there (as every isolated job runs
 it) and the same call again in that process (as a live-on pool process runs
 it). It also prints the private memory one job adds. The allocator's settings
@@ -53,11 +54,13 @@ def cost_per_task(photo_bgr: object, *, processes: int = 5) -> dict[str, TaskCos
     figure is the median of ``processes`` processes: one alone drifts with the
     machine.
     """
-    from workers import isolation, registry
+    from workers import heap, isolation, registry, warm_up
 
     registry.load_all()
+    warm_up.rehearse()
     gc.freeze()
     # The fork server's memory, as the worker's parent leaves it.
+    heap.take_free_chunks()
     isolation._map_in_huge_pages()
     costs: dict[str, TaskCost] = {}
     for name, spec in CATALOGUE.items():
@@ -70,10 +73,13 @@ def cost_per_task(photo_bgr: object, *, processes: int = 5) -> dict[str, TaskCos
 
 def _fresh_and_again(run: Any, photos: tuple[object, ...], spec: Any) -> list[float]:
     """In a forked process: private MB after the first run, then both runs' ms."""
+    from workers import heap
+
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(read)
+        heap.take_top()  # as a spare does first
         params = spec.validate_params({})
         times = []
         for _ in range(2):

@@ -2,14 +2,15 @@
 
 Celery's pool processes live on and never touch job data. Each keeps one
 *spare*: a process ready in advance (it inherits the models, loaded once in
-the worker's parent, copy-on-write), connected to Redis, warmed up on an id
-no job has (``_get_ready``), and blocked on a pipe. A job's id goes down
-that pipe; the spare claims the job, decrypts, runs the model, publishes,
-reports its ending up a second pipe and exits with ``os._exit``, its memory,
-with the photo in it, going with it. The ending is metadata
-(``lifecycle.Ending``): the pool process accounts for it (metric, audit row,
-trace, webhook) over its own long-lived connections, so a job process never
-opens a database connection.
+the worker's parent, copy-on-write, and the code every job runs, rehearsed
+there by ``workers.warm_up``), connected to Redis (``_get_ready``), with the
+heap it shares out of its allocations' way (``workers.heap``), and blocked
+on a pipe. A job's id goes down that pipe; the spare claims the job,
+decrypts, runs the model, publishes, reports its ending up a second pipe and
+exits with ``os._exit``, its memory, with the photo in it, going with it.
+The ending is metadata (``lifecycle.Ending``): the pool process accounts
+for it (metric, audit row, trace, webhook) over its own long-lived
+connections, so a job process never opens a database connection.
 
 The spares are forked by the node's *fork server*: a process the worker's
 parent forks once, after the models are loaded and before the pool starts,
@@ -62,7 +63,7 @@ from django.conf import settings
 
 from backend.ephemeral.connection import client
 from backend.jobs import lifecycle
-from workers import limits
+from workers import heap, limits, warm_up
 from workers.process_names import FORK_SERVER_NAME, JOB_PROCESS_NAME
 
 logger = logging.getLogger(__name__)
@@ -78,8 +79,6 @@ _FORK = b"f"
 #: before its ending (JSON, so never this byte).
 _CLAIMED = b"c"
 _FDS_PER_REQUEST = 2
-#: The id a spare gets ready on: no job has it (``uuid4`` never makes the nil UUID).
-NO_JOB = "00000000-0000-0000-0000-000000000000"
 
 
 @dataclass
@@ -197,9 +196,13 @@ def start_node_fork_server() -> None:
     # Built here, so the fork server inherits it and each spare only opens its
     # socket: ~750 page faults and 2.8 ms instead of ~910 and 4.2, in a fork.
     client()
+    # Taken before the collapse, so the chunk headers this writes split no huge
+    # page; the fork server and every job process inherit a heap without a
+    # free chunk in it (``workers.heap``).
+    taken = heap.take_free_chunks()
     collapsed = _map_in_huge_pages()
     _processes.forks = _start_fork_server()
-    logger.info("models_mapped_in_huge_pages", extra={"ranges": collapsed})
+    logger.info("models_mapped_in_huge_pages", extra={"ranges": collapsed, "heap_taken": taken})
 
 
 def prepare() -> None:
@@ -301,6 +304,8 @@ def _reap_job_processes(signum: int, frame: object) -> None:
 
 def _serve(jobs: int, outcomes: int) -> None:
     """The spare's work: get ready, wait for one job id, run it, report."""
+    # First: from here on, what this process allocates is its own memory.
+    heap.take_top()
     _get_ready()
     # The descriptor stays open: it ties this process to the pool process.
     with os.fdopen(jobs, "rb", closefd=False) as stream:
@@ -416,15 +421,13 @@ def _get_ready() -> None:
     """Open the Redis connection and run the claim's and the publish's code
     once, before the job, off its critical path.
 
-    They run on an id no job has, where both scripts find no record and write
-    nothing; the claim's command opens the connection. Their first run in a
-    fresh process pays for every page it touches; paid here, ~1.5 ms less
-    between a submit and its result (``bench/pipeline.py``, side by side). A
-    failure here is the job's to meet.
+    The claim's command opens the connection. Their first run in a fresh
+    process pays for every page it touches; paid here, ~1.5 ms less between a
+    submit and its result (``bench/pipeline.py``, side by side). A failure
+    here is the job's to meet.
     """
     with contextlib.suppress(Exception):
-        lifecycle.claim(NO_JOB)
-        lifecycle.publish(NO_JOB, data=b"", content_type="", run_ms=0)
+        warm_up.rehearse_lifecycle()
 
 
 def _arm_soft_time_limit() -> None:

@@ -25,7 +25,7 @@ from backend.errors import job_error
 from backend.jobs import lifecycle
 from backend.pseudonyms import hashed_id
 from backend.webhooks import events
-from workers import e2e, health, isolation, limits, registry, sweeper
+from workers import e2e, health, isolation, limits, registry, sweeper, warm_up
 from workers.celery_app import app
 from workers.model_files import ModelFileError
 from workers.pipeline import process_job
@@ -149,6 +149,7 @@ def _load_models(**_: Any) -> None:
         # swallows ordinary exceptions), so the worker stops with status 1.
         logger.critical("worker_not_started", extra={"reason": "model_file"})
         raise SystemExit(1) from None
+    warm_up.rehearse()
     # Everything alive now (Django, torch, the weights) lives as long as the
     # worker: move it out of the collector's sight, so no collection in a
     # forked process writes to (and so copies) the pages it shares with us.

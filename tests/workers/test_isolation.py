@@ -19,7 +19,7 @@ from backend.ephemeral.records import JobRecord
 from tests.conftest import migrate_worker_database, portrait, worker_env
 from tests.factories import queued_job
 from tests.harness import Process, process_status, smaps_rollup_kb, start_worker, wait_until
-from workers.isolation import NO_JOB
+from workers.warm_up import NO_JOB
 
 pytestmark = pytest.mark.slow
 
@@ -128,6 +128,28 @@ def test_the_fork_server_holds_the_models_in_huge_pages(node: tuple[Process, Cel
     [server] = worker.fork_servers()
     # Without the collapse, about half: only what glibc's heap grew into.
     assert huge_pages_share(server) > 0.6
+
+
+def heap_end(pid: int) -> int:
+    """Where a process's heap (glibc's ``brk`` area) ends."""
+    ends = [
+        int(line.split()[0].split("-")[1], 16)
+        for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+        if line.endswith("[heap]")
+    ]
+    return max(ends)
+
+
+def test_a_spare_allocates_past_the_heap_it_shares_with_the_fork_server(
+    node: tuple[Process, Celery],
+) -> None:
+    worker, sender = node
+    spares = spares_after_a_job(worker, sender)
+    [server] = worker.fork_servers()
+    # The spare took the free top chunk as it started (``workers.heap``): what
+    # it allocated since, getting ready, grew its heap into memory of its own.
+    for spare in spares:
+        assert heap_end(spare) > heap_end(server)
 
 
 def test_spares_get_ready_without_writing_to_redis(node: tuple[Process, Celery]) -> None:

@@ -1,0 +1,63 @@
+"""glibc's heap, with its free chunks and top chunk taken out of a forked job process's reach.
+
+These run on this test process's own heap: what they take stays taken (a few
+hundred KB, untouched).
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+
+from workers import heap
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.sbrk.restype = ctypes.c_void_p
+libc.sbrk.argtypes = [ctypes.c_ssize_t]
+
+pytestmark = pytest.mark.skipif(not hasattr(libc, "mallinfo2"), reason="glibc >= 2.33 only")
+
+
+def make_free_chunks(count: int = 200, size: int = 3000) -> None:
+    """Allocate ``count`` chunks and free every other one: holes the top cannot absorb."""
+    chunks = [libc.malloc(size) for _ in range(count)]
+    for chunk in chunks[::2]:
+        libc.free(chunk)
+
+
+def comes_from_the_top(size: int) -> bool:
+    """Whether ``malloc(size)`` is carved from the top chunk (the chunk is kept)."""
+    top = libc.sbrk(0) - heap.top_bytes()
+    return bool(libc.malloc(size) >= top)
+
+
+def test_taking_the_free_chunks_leaves_none_for_malloc_to_reuse() -> None:
+    make_free_chunks()
+    assert not comes_from_the_top(3000)
+
+    assert heap.take_free_chunks() >= 100 * 2048
+
+    # Sizes from the per-thread cache to those of the holes: carved from the top.
+    # (Below 512 bytes, the interpreter's own frees between these calls refill it.)
+    for size in (600, 1000, 2900):
+        assert comes_from_the_top(size), size
+
+
+def test_after_taking_the_top_the_next_allocation_grows_the_heap() -> None:
+    # Leave a top chunk of at least 100 KB: a block freed at the top merges into it.
+    libc.free(libc.malloc(100_000))
+    assert heap.top_bytes() >= 100_000
+    end = libc.sbrk(0)
+
+    heap.take_top()
+
+    assert heap.top_bytes() < 1024
+    chunk = libc.malloc(4096)
+    # Its memory lies past the heap's old end, bar the old top's last bytes.
+    assert chunk + 4096 > end
+    assert libc.sbrk(0) > end
+    libc.free(chunk)

@@ -72,6 +72,7 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 _MADV_HUGEPAGE = 14
 _MADV_COLLAPSE = 25
+_MADV_DONTNEED = 4
 _HUGE_PAGE = 2 * 1024 * 1024
 #: A request to the fork server: this byte, with the spare's ends of its two pipes.
 _FORK = b"f"
@@ -201,8 +202,12 @@ def start_node_fork_server() -> None:
     # free chunk in it (``workers.heap``).
     taken = heap.take_free_chunks()
     collapsed = _map_in_huge_pages()
+    released = _release_file_pages()
     _processes.forks = _start_fork_server()
-    logger.info("models_mapped_in_huge_pages", extra={"ranges": collapsed, "heap_taken": taken})
+    logger.info(
+        "models_mapped_in_huge_pages",
+        extra={"ranges": collapsed, "heap_taken": taken, "file_kb_released": released},
+    )
 
 
 def prepare() -> None:
@@ -345,6 +350,54 @@ def _tie_to_pool(jobs: int) -> None:
 
 def _untie_from_pool(jobs: int) -> None:
     fcntl.fcntl(jobs, fcntl.F_SETFL, fcntl.fcntl(jobs, fcntl.F_GETFL) & ~os.O_ASYNC)
+
+
+def _release_file_pages() -> int:
+    """Unmap the library code and read-only data this process has touched; the KiB released.
+
+    Imports, model loading and the rehearsal map pages of torch's, OpenCV's
+    and Python's libraries into the worker's parent (~145 MB). No forked
+    process inherits those entries (a fork copies none for a file mapping
+    that nothing has written) and the parent runs no model again, so they
+    only keep the pages mapped and counted against the node. Released, the
+    pages stay in the page cache, reclaimable, and come back on the next
+    touch. Only mappings without an anonymous page are released: dropping a
+    written page of a private mapping would lose the write.
+    """
+    libc = _libc()
+    released = 0
+    mapping: list[str] = []
+    for line in [*Path("/proc/self/smaps").read_text().splitlines(), "end"]:
+        fields = line.split()
+        if fields[0].endswith(":"):  # a field of the current mapping
+            mapping.append(line)
+            continue
+        if mapping and _clean_file_mapping(mapping):
+            start, end = (int(bound, 16) for bound in mapping[0].split()[0].split("-"))
+            address, length = ctypes.c_void_p(start), ctypes.c_size_t(end - start)
+            if libc.madvise(address, length, _MADV_DONTNEED) == 0:
+                released += _smaps_kb(mapping, "Rss")
+        mapping = [line]
+    return released
+
+
+def _clean_file_mapping(mapping: list[str]) -> bool:
+    """A read-only private mapping of a file, with pages in memory and none written."""
+    fields = mapping[0].split()
+    path = fields[5] if len(fields) > 5 else ""
+    return (
+        fields[1] in ("r-xp", "r--p")
+        and path.startswith("/")
+        and _smaps_kb(mapping, "Rss") > 0
+        and _smaps_kb(mapping, "Anonymous") == 0
+    )
+
+
+def _smaps_kb(mapping: list[str], name: str) -> int:
+    for line in mapping[1:]:
+        if line.startswith(f"{name}:"):
+            return int(line.split()[1])
+    return 0
 
 
 def _map_in_huge_pages() -> int:

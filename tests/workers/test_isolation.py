@@ -4,6 +4,8 @@ job, each tied to the pool process that hands it its job."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import mmap
 import os
 import signal
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from backend.ephemeral.records import JobRecord
 from tests.conftest import migrate_worker_database, portrait, worker_env
 from tests.factories import queued_job
 from tests.harness import Process, process_status, smaps_rollup_kb, start_worker, wait_until
+from workers import isolation
 from workers.warm_up import NO_JOB
 
 pytestmark = pytest.mark.slow
@@ -152,6 +155,59 @@ def test_a_spare_allocates_past_the_heap_it_shares_with_the_fork_server(
         assert heap_end(spare) > heap_end(server)
 
 
+def test_the_workers_parent_keeps_no_library_pages_mapped(node: tuple[Process, Celery]) -> None:
+    worker, sender = node
+    run_job(sender)
+    # Imports, models and the rehearsal mapped ~145 MB of library pages into
+    # it; released, only what Celery's own loop has touched since is back.
+    assert smaps_rollup_kb(worker.pid)["Pss_File"] < 32 * 1024
+
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+libc.mmap.argtypes += [ctypes.c_long]
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+
+def map_file(path: Path, *, written: bytes = b"") -> int:
+    """A private read-only mapping of ``path``, its pages read; ``written`` first, if any,
+    as a relocated library's read-only data is written before it is protected."""
+    with path.open("rb") as handle:
+        length = path.stat().st_size
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if written else 0)
+        address = libc.mmap(None, length, prot, mmap.MAP_PRIVATE, handle.fileno(), 0)
+    assert address not in (None, ctypes.c_void_p(-1).value)
+    if written:
+        ctypes.memmove(address, written, len(written))
+        assert libc.mprotect(address, length, mmap.PROT_READ) == 0
+    ctypes.string_at(address, length)  # read every page in
+    return int(address)
+
+
+def resident_kb(address: int) -> int:
+    """The resident size of this process's mapping that starts at ``address``."""
+    lines = Path("/proc/self/smaps").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{address:x}-"))
+    return next(int(line.split()[1]) for line in lines[start + 1 :] if line.startswith("Rss:"))
+
+
+def test_releasing_file_pages_unmaps_read_pages_and_keeps_written_ones(tmp_path: Path) -> None:
+    path = tmp_path / "library.so"
+    path.write_bytes(b"\x01" * 8 * mmap.PAGESIZE)
+    read_only = map_file(path)
+    written = map_file(path, written=b"relocated")
+    assert resident_kb(read_only) > 0
+
+    isolation._release_file_pages()
+
+    assert resident_kb(read_only) == 0
+    assert resident_kb(written) > 0
+    # Both still read as they did: from the file again, and as written.
+    assert ctypes.string_at(read_only, 4) == b"\x01" * 4
+    assert ctypes.string_at(written, 9) == b"relocated"
+
+
 def test_spares_get_ready_without_writing_to_redis(node: tuple[Process, Celery]) -> None:
     worker, sender = node
     spares_after_a_job(worker, sender)
@@ -211,18 +267,12 @@ def test_a_spare_killed_while_it_waits_is_replaced_and_its_job_runs(
 def test_a_spare_dies_with_its_pool_process(node: tuple[Process, Celery]) -> None:
     worker, sender = node
     # A pool process killed before Celery saw it start stops the whole worker.
-    run_job(sender)
+    # Idle spares only: the job's own process may still be on its way out.
+    spares = spares_after_a_job(worker, sender)
     pools = worker.children()
-    wait_until(
-        lambda: (
-            sorted(pool_of(pid, pools) or 0 for pid in worker.job_processes(busy=False))
-            == sorted(pools)
-        ),
-        timeout=10,
-        message="no spare for each pool process",
-    )
+    assert sorted(pool_of(pid, pools) or 0 for pid in spares) == sorted(pools)
     pool = pools[0]
-    [theirs] = [pid for pid in worker.job_processes(busy=False) if pool_of(pid, pools) == pool]
+    [theirs] = [pid for pid in spares if pool_of(pid, pools) == pool]
 
     os.kill(pool, signal.SIGKILL)
 

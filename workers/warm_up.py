@@ -50,7 +50,7 @@ def rehearse(rounds: int = ROUNDS) -> None:
     """Run every task's transform, and the claim and publish of a job, ``rounds`` times.
 
     A task's refusal (no face on the card) is expected. The lifecycle's
-    rehearsal needs Redis: without it, the tasks' still counts. Its
+    rehearsal needs Redis; without Redis, the tasks are still rehearsed. Its
     connections are closed after, so no forked process inherits a socket.
     """
     started = time.perf_counter()

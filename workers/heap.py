@@ -32,9 +32,6 @@ _CACHED_SIZES = range(8, 1033, 16)
 #: Room left at the top chunk's end for glibc's own header.
 _TOP_SLACK = 64
 
-#: The chunks taken: referenced for the life of the process.
-_taken: list[int | None] = []
-
 
 class _Mallinfo2(ctypes.Structure):
     _fields_ = [
@@ -100,7 +97,11 @@ def take_free_chunks() -> int:
 
 
 def _take(libc: ctypes.CDLL, size: int) -> bool:
-    """Allocate ``size`` bytes and keep them; whether they came from a free chunk."""
+    """Allocate ``size`` bytes and keep them; whether they came from a free chunk.
+
+    Kept by never freeing them, not in a list: a list that grows frees its old
+    array, a chunk the sizes already taken would have left behind.
+    """
     mapped = libc.mallinfo2().hblks
     top = libc.sbrk(0) - top_bytes()  # the main heap's top chunk ends at the break
     chunk = libc.malloc(size)
@@ -109,7 +110,6 @@ def _take(libc: ctypes.CDLL, size: int) -> bool:
     if libc.mallinfo2().hblks > mapped:  # mapped apart: nothing in the heap fits
         libc.free(chunk)
         return False
-    _taken.append(chunk)
     return bool(chunk < top)
 
 
@@ -117,4 +117,4 @@ def take_top() -> None:
     """Take the rest of the top chunk, so the next allocation grows the heap."""
     libc = _glibc()
     if libc is not None and top_bytes() > 2 * _TOP_SLACK:
-        _taken.append(libc.malloc(top_bytes() - _TOP_SLACK))
+        libc.malloc(top_bytes() - _TOP_SLACK)

@@ -1,12 +1,16 @@
 """glibc's heap, with its free chunks and top chunk taken out of a forked job process's reach.
 
-These run on this test process's own heap: what they take stays taken (a few
-hundred KB, untouched).
+Each test runs in a process forked from this one, as a job process is: with
+one thread, so no other thread's frees put chunks back between a take and its
+check, and what it takes goes with it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
+import traceback
+from collections.abc import Callable
 
 import pytest
 
@@ -35,7 +39,35 @@ def comes_from_the_top(size: int) -> bool:
     return bool(libc.malloc(size) >= top)
 
 
+def in_a_fork(check: Callable[[], None]) -> None:
+    """Run ``check`` in a forked process; its failure, if any, fails the test here."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the fork, which exits through os._exit
+        os.close(read)
+        failure = b""
+        try:
+            check()
+        except BaseException:
+            failure = traceback.format_exc().encode()
+        os.write(write, failure)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        failure = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert not failure, failure
+
+
 def test_taking_the_free_chunks_leaves_none_for_malloc_to_reuse() -> None:
+    in_a_fork(take_free_chunks_then_allocate)
+
+
+def test_after_taking_the_top_the_next_allocation_grows_the_heap() -> None:
+    in_a_fork(take_the_top_then_allocate)
+
+
+def take_free_chunks_then_allocate() -> None:
     make_free_chunks()
     assert not comes_from_the_top(3000)
 
@@ -47,7 +79,7 @@ def test_taking_the_free_chunks_leaves_none_for_malloc_to_reuse() -> None:
         assert comes_from_the_top(size), size
 
 
-def test_after_taking_the_top_the_next_allocation_grows_the_heap() -> None:
+def take_the_top_then_allocate() -> None:
     # As in a spare: the parent took the free chunks before forking it. Then
     # a top chunk of at least 100 KB: a block freed at the top merges into it.
     heap.take_free_chunks()

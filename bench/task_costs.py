@@ -1,9 +1,9 @@
 """What isolation costs each task: its run in a fresh job process vs again in the same one.
 
 Loads every model as a worker's parent does (weights loaded, every task
-rehearsed, frozen, the heap's free chunks taken, moved into huge pages), then
-forks processes per task, as the fork server forks job
-processes, and times the task's first run there (as every isolated job runs
+rehearsed, frozen, its memory laid out as ``workers.isolation`` lays it out
+for the fork server), then forks processes per task, as the fork server forks
+job processes, and times the task's first run there (as every isolated job runs
 it) and the same call again in that process (as a live-on pool process runs
 it). It also prints the private memory one job adds. The allocator's settings
 come from the environment: ``bench/isolation.py`` runs this with the real
@@ -37,7 +37,7 @@ from tests.harness import smaps_rollup_kb
 
 @dataclass(frozen=True)
 class TaskCost:
-    #: Private memory one job adds to a process forked from the loaded models.
+    #: Private memory one job writes in a process forked from the loaded models.
     private_mb: float
     #: The task's run in that fresh process, as every isolated job runs it.
     fresh_ms: float
@@ -54,14 +54,13 @@ def cost_per_task(photo_bgr: object, *, processes: int = 5) -> dict[str, TaskCos
     figure is the median of ``processes`` processes: one alone drifts with the
     machine.
     """
-    from workers import heap, isolation, registry, warm_up
+    from workers import isolation, registry, warm_up
 
     registry.load_all()
     warm_up.rehearse()
     gc.freeze()
     # The fork server's memory, as the worker's parent leaves it.
-    heap.take_free_chunks()
-    isolation._map_in_huge_pages()
+    isolation.lay_out_memory_for_forks()
     costs: dict[str, TaskCost] = {}
     for name, spec in CATALOGUE.items():
         # A two-photo task (face_verify) compares the photo with itself.
@@ -88,7 +87,10 @@ def _fresh_and_again(run: Any, photos: tuple[object, ...], spec: Any) -> list[fl
             times.append((time.perf_counter() - started) * 1000)
             if len(times) == 1:
                 memory = smaps_rollup_kb(os.getpid())
-                private = (memory["Private_Dirty"] + memory["Private_Clean"]) / 1024
+                # Written pages only: the library code a job runs is mapped in
+                # it alone (the parent released it) but lives in the page
+                # cache, shared and reclaimable, whoever maps it.
+                private = memory["Private_Dirty"] / 1024
         os.write(write, json.dumps([private, *times]).encode())
         os._exit(0)
     os.close(write)

@@ -186,7 +186,14 @@ _processes = JobProcesses()
 
 def start_node_fork_server() -> None:
     """In the worker's parent, after the models are loaded: the fork server every
-    pool process inherits (through ``_processes``) and asks for its spares.
+    pool process inherits (through ``_processes``) and asks for its spares."""
+    laid_out = lay_out_memory_for_forks()
+    _processes.forks = _start_fork_server()
+    logger.info("models_mapped_in_huge_pages", extra=laid_out)
+
+
+def lay_out_memory_for_forks() -> dict[str, int]:
+    """Leave this process's memory as every job process should inherit it; what was done.
 
     Between the collapse and the fork runs as little Python as can be: each
     page a process writes splits its huge page back into 4 KiB entries in that
@@ -203,11 +210,7 @@ def start_node_fork_server() -> None:
     taken = heap.take_free_chunks()
     collapsed = _map_in_huge_pages()
     released = _release_file_pages()
-    _processes.forks = _start_fork_server()
-    logger.info(
-        "models_mapped_in_huge_pages",
-        extra={"ranges": collapsed, "heap_taken": taken, "file_kb_released": released},
-    )
+    return {"ranges": collapsed, "heap_taken": taken, "file_kb_released": released}
 
 
 def prepare() -> None:

@@ -38,9 +38,12 @@ class RestartableRedis:
 
     def restart(self) -> None:
         """Killed outright, then started empty on the same port (no persistence)."""
+        self.kill()
+        self.proc = start_redis(self.port, self.workdir)
+
+    def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
-        self.proc = start_redis(self.port, self.workdir)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -126,6 +129,47 @@ def test_every_job_id_answers_a_terminal_status_after_redis_lost_everything(
     assert final["status"] == "succeeded", final
     for process in running.processes:
         process.ensure_running()
+
+
+def test_a_worker_started_while_redis_is_down_runs_jobs_once_it_answers(tmp_path: Path) -> None:
+    """A node that boots before Redis (a rollout, a Redis pod still starting)
+    loads its models, skips only the lifecycle's rehearsal, and serves jobs
+    as soon as Redis answers, with isolated job processes.
+    """
+    server = RestartableRedis(tmp_path)
+    server.kill()
+    running = Stack.create(
+        redis_url=server.url,
+        workdir=tmp_path / "stack",
+        database_url=fresh_database_url(tmp_path, "redis_late"),
+    )
+    try:
+        worker = Process.start(
+            "worker", env={**running.env, "WORKER_CONCURRENCY": "1"}, log_dir=running.workdir
+        )
+        running.processes.append(worker)
+        # Its models loaded, its tasks rehearsed, its fork server up: all without Redis.
+        wait_until(
+            lambda: worker.ensure_running() or bool(worker.fork_servers()),
+            timeout=120,
+            message="the worker did not start its fork server without Redis",
+        )
+        assert "lifecycle_not_rehearsed" in worker.log()
+
+        server.restart()
+        _, port = running.web()
+        headers = {"Authorization": f"Bearer {running.key}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=90) as http:
+            photo = cv2.imencode(".jpg", portrait((256, 256)))[1].tobytes()
+            job = http.get(
+                f"/api/v1/jobs/{submit(http, photo)}", headers={"Prefer": "wait=60"}
+            ).json()
+        assert job["status"] == "succeeded", job
+        worker.ensure_running()
+        assert "job_process_died" not in worker.log()
+    finally:
+        running.stop()
+        server.stop()
 
 
 def _answer(http: httpx.Client, job_id: str) -> tuple[int, dict] | None:

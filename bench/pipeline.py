@@ -4,7 +4,12 @@ Starts its own Redis, one worker (concurrency 1) and the web under gunicorn,
 then times N submits that wait for the end, back to back and with idle time
 between them, from the project's keep-alive client (ephemera_client), and prints the job's own
 metrics beside the client's wall time: the overhead of the path (HTTP,
-sealing, queueing, claiming, storing, the long poll) and its ratio to the work.
+sealing, queueing, claiming, storing, the long poll) and its ratio to the work,
+and where that overhead goes, from the job record's own clock (one machine,
+one clock): from the request's start to the record's creation (the upload,
+its checks and its sealing), the queue, the job process's steps around its
+run (claim, publish), and from the publish to the answer's arrival (the long
+poll's wake-up and the response).
 
     .venv/bin/python bench/pipeline.py [--runs 20] [--idle 0.5]
 """
@@ -15,6 +20,7 @@ import argparse
 import statistics
 import sys
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import cv2
@@ -22,7 +28,7 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import bench_stack
-from ephemera_client import Client, Job
+from ephemera_client import Client
 
 
 def photo_1mp() -> bytes:
@@ -35,34 +41,60 @@ def photo_1mp() -> bytes:
     return encoded.tobytes()
 
 
-def submit(client: Client, image: bytes) -> tuple[float, Job, float]:
+@dataclass(frozen=True)
+class Submit:
+    """One ``Prefer: wait`` submit, in ms: the client's wall time and the record's stages."""
+
+    wall: float
+    queued: float
+    run: float
+    download: float
+    #: Request start to record created: upload, checks, sealing, queueing.
+    before_record: float
+    #: Claimed to published, less the run: the claim's answer, the publish.
+    around_run: float
+    #: Published to answer received: the long poll's wake-up and the response.
+    after_end: float
+
+
+def submit(client: Client, image: bytes) -> Submit:
+    from backend.ephemeral import store  # after bench_stack's django.setup()
+
+    sent = time.time()
     started = time.perf_counter()
     job = client.submit("cartoonize", image, wait=60)
     wall = time.perf_counter() - started
+    received = time.time()
     assert job.status == "succeeded", job
+    record = store.get_job(job.id)
+    assert record is not None, job
+    assert record.started_at is not None, record
+    assert record.finished_at is not None, record
+    assert record.run_ms is not None, record
     started = time.perf_counter()
     client.download(job)
-    return wall, job, time.perf_counter() - started
+    return Submit(
+        wall=wall * 1000,
+        queued=record.queued_ms or 0,
+        run=record.run_ms,
+        download=(time.perf_counter() - started) * 1000,
+        before_record=(record.created_at - sent) * 1000,
+        around_run=(record.finished_at - record.started_at) * 1000 - record.run_ms,
+        after_end=(received - record.finished_at) * 1000,
+    )
 
 
 def series(client: Client, image: bytes, runs: int, idle: float) -> dict[str, float]:
-    walls, queued, run, downloads = [], [], [], []
+    found = []
     for _ in range(runs):
         time.sleep(idle)
-        wall, job, download = submit(client, image)
-        walls.append(wall * 1000)
-        queued.append(job.queued_ms)
-        run.append(job.run_ms)
-        downloads.append(download * 1000)
+        found.append(submit(client, image))
     med = statistics.median
-    overheads = [wall - ran for wall, ran in zip(walls, run, strict=True)]
+    medians = {f.name: med(getattr(one, f.name) for one in found) for f in fields(Submit)}
     return {
-        "wall": med(walls),
-        "queued": med(queued),
-        "run": med(run),
-        "download": med(downloads),
-        "overhead": med(overheads),
-        "ratio": med(walls) / med(run),
+        **medians,
+        "overhead": med(one.wall - one.run for one in found),
+        "ratio": medians["wall"] / medians["run"],
     }
 
 
@@ -90,6 +122,11 @@ def main() -> None:
         print(f"    run_ms                      {r['run']:8.1f} ms")
         print(f"    overhead (wall - run_ms)    {r['overhead']:8.1f} ms   (target <= 20)")
         print(f"    ratio wall / run_ms         {r['ratio']:8.2f}      (target <= 1.15)")
+        print(
+            f"    overhead's parts: before the record {r['before_record']:.1f}, queued "
+            f"{r['queued']:.1f}, claim and publish {r['around_run']:.1f}, after the end "
+            f"{r['after_end']:.1f} ms"
+        )
         print(f"    result download, wall       {r['download']:8.1f} ms")
 
 

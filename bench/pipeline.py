@@ -6,10 +6,11 @@ between them, from the project's keep-alive client (ephemera_client), and prints
 metrics beside the client's wall time: the overhead of the path (HTTP,
 sealing, queueing, claiming, storing, the long poll) and its ratio to the work,
 and where that overhead goes, from the job record's own clock (one machine,
-one clock): from the request's start to the record's creation (the upload,
-its checks and its sealing), the queue, the job process's steps around its
-run (claim, publish), and from the publish to the answer's arrival (the long
-poll's wake-up and the response).
+one clock): from the request's start to the record's creation time (the
+upload and its checks), queued (sealing and storing the upload, the queue,
+the hand-over to a job process), the claim (its round trip, with the sealed
+upload), and from the publish's start to the answer's arrival (sealing and
+storing the result, the long poll's wake-up, the response).
 
     .venv/bin/python bench/pipeline.py [--runs 20] [--idle 0.5]
 """
@@ -49,11 +50,13 @@ class Submit:
     queued: float
     run: float
     download: float
-    #: Request start to record created: upload, checks, sealing, queueing.
+    #: Request start to the record's ``created_at``: the upload and its checks.
     before_record: float
-    #: Claimed to published, less the run: the claim's answer, the publish.
+    #: ``started_at`` (taken as the claim is sent) to ``finished_at`` (the
+    #: publish's start), less the run: the claim's round trip, with the upload.
     around_run: float
-    #: Published to answer received: the long poll's wake-up and the response.
+    #: The publish's start to the answer's arrival: sealing and storing the
+    #: result, the long poll's wake-up, the response.
     after_end: float
 
 
@@ -123,8 +126,8 @@ def main() -> None:
         print(f"    overhead (wall - run_ms)    {r['overhead']:8.1f} ms   (target <= 20)")
         print(f"    ratio wall / run_ms         {r['ratio']:8.2f}      (target <= 1.15)")
         print(
-            f"    overhead's parts: before the record {r['before_record']:.1f}, queued "
-            f"{r['queued']:.1f}, claim and publish {r['around_run']:.1f}, after the end "
+            f"    overhead's parts: upload and checks {r['before_record']:.1f}, queued "
+            f"{r['queued']:.1f}, claim {r['around_run']:.1f}, publish to answer "
             f"{r['after_end']:.1f} ms"
         )
         print(f"    result download, wall       {r['download']:8.1f} ms")

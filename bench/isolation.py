@@ -6,10 +6,12 @@ forked for it alone, in advance, by the node's fork server
 through a worker each way, at concurrency 1 and 2, in alternating rounds in
 one run, and prints throughput and ratios (isolated / live-on, and 2
 processes / 1, beside the same ratio without isolation: the machine's own
-ceiling), the worker node's memory with every model loaded, and per task
-(``bench/task_costs.py``, under the worker's own allocator settings) the
-private memory one job adds and what its run costs more in a fresh process
-than in a warm one.
+ceiling), where the node's CPU goes per job (user and system time of each
+process role, from ``/proc``: the worker's parent, the pool processes, the
+fork server, and the job processes it reaped), the worker node's memory
+with every model loaded, and per task (``bench/task_costs.py``, under the
+worker's own allocator settings) the private memory one job adds and what
+its run costs more in a fresh process than in a warm one.
 
     .venv/bin/python bench/isolation.py [--jobs 40] [--side 512] [--rounds 3] [--task cartoonize]
 """
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backend.catalogue import CATALOGUE
 from bench.harness import bench_stack
-from tests.harness import smaps_rollup_kb
+from tests.harness import Process, smaps_rollup_kb
 
 
 def node_memory_mb(parent_pid: int) -> tuple[float, float]:
@@ -57,6 +59,38 @@ def node_memory_mb(parent_pid: int) -> tuple[float, float]:
     return field(parent_pid, "Rss"), sum(field(pid, "Pss") for pid in pids)
 
 
+#: The process roles of a worker node, as the CPU breakdown names them.
+ROLES = ("parent", "pool", "fork server", "job processes")
+
+
+def node_cpu_ms(worker: Process) -> dict[str, tuple[float, float]]:
+    """User and system CPU time (ms) each role of a worker node has used so far.
+
+    Job processes are counted once reaped, through their fork server's
+    children's times: run ``time.sleep`` after the last job so they are.
+    """
+    tick = 1000 / os.sysconf("SC_CLK_TCK")
+    used = dict.fromkeys(ROLES, (0.0, 0.0))
+
+    def add(role: str, user: int, system: int) -> None:
+        used[role] = (used[role][0] + user * tick, used[role][1] + system * tick)
+
+    servers = worker.fork_servers()
+    for role, pid in [
+        ("parent", worker.pid),
+        *(("pool", pid) for pid in worker.children()),
+        *(("fork server", pid) for pid in servers),
+    ]:
+        with contextlib.suppress(OSError):  # a process that just exited
+            # The fields after the command's name; utime, stime, cutime, cstime are 11-14.
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            user, system, children_user, children_system = (int(f) for f in fields[11:15])
+            add(role, user, system)
+            if pid in servers:
+                add("job processes", children_user, children_system)
+    return used
+
+
 def jobs_per_second(photo: bytes, jobs: int, task: str = "cartoonize") -> float:
     """Queue ``jobs`` jobs at once and time them to their ends."""
     from backend.ephemeral import store
@@ -78,6 +112,21 @@ def worker_environment(pid: int) -> dict[str, str]:
     """The environment a running process was started with (``bin/ephemera`` sets the worker's)."""
     pairs = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
     return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+
+
+def print_cpu_per_job(cpu: dict[tuple[str, int], list[dict[str, tuple[float, float]]]]) -> None:
+    """Each role's CPU per job (user + system ms, median of rounds); roles with none left out."""
+    print("  where the node's CPU goes, ms per job (user + system, median of rounds):")
+    for (isolate, concurrency), rounds in sorted(cpu.items(), key=lambda item: item[0][1]):
+        parts, total = [], 0.0
+        for role in ROLES:
+            user = statistics.median(found[role][0] for found in rounds)
+            system = statistics.median(found[role][1] for found in rounds)
+            total += user + system
+            if user + system >= 0.05:
+                parts.append(f"{role} {user:.1f} + {system:.1f}")
+        mode = "isolated" if isolate == "true" else "live-on "
+        print(f"    concurrency {concurrency} {mode}  total {total:5.1f}:  " + ",  ".join(parts))
 
 
 def print_task_costs(side: int, tunables: str) -> None:
@@ -105,6 +154,8 @@ def main() -> None:
     image = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (args.side, args.side))
     photo = cv2.imencode(".jpg", image)[1].tobytes()
     rates: dict[tuple[str, int], list[float]] = {}
+    #: Per set-up and round: each role's (user, system) ms of CPU per job.
+    cpu: dict[tuple[str, int], list[dict[str, tuple[float, float]]]] = {}
     memory: list[tuple[float, float]] = []
     #: The glibc tunables the worker runs with (``bin/ephemera worker`` sets them).
     tunables = ""
@@ -122,8 +173,19 @@ def main() -> None:
                         time.sleep(2)  # idle: the warm-up's job processes gone, spares waiting
                         memory.append(node_memory_mb(worker.pid))
                         tunables = worker_environment(worker.pid).get("GLIBC_TUNABLES", "")
+                    used = node_cpu_ms(worker)
                     rate = jobs_per_second(photo, args.jobs, args.task)
+                    time.sleep(0.5)  # the last job processes exit and are reaped
                     rates.setdefault((isolate, concurrency), []).append(rate)
+                    cpu.setdefault((isolate, concurrency), []).append(
+                        {
+                            role: (
+                                (user - used[role][0]) / args.jobs,
+                                (system - used[role][1]) / args.jobs,
+                            )
+                            for role, (user, system) in node_cpu_ms(worker).items()
+                        }
+                    )
                     running.stop()
                     redis.Redis.from_url(running.env["REDIS_URL"]).flushdb()
     print(
@@ -144,6 +206,7 @@ def main() -> None:
         f"  isolation's cost per job: {extra[1]:.1f} ms of a core at concurrency 1, "
         f"{extra[2]:.1f} ms at concurrency 2"
     )
+    print_cpu_per_job(cpu)
     scale = median[("true", 2)] / median[("true", 1)]
     live_scale = median[("false", 2)] / median[("false", 1)]
     print(

@@ -14,12 +14,15 @@ process. With the rehearsal (``workers.warm_up``), whose freed memory would
 otherwise be reused copy-on-write: ~1,000 fewer page faults per job.
 
 glibc only: with another C library (or a glibc older than 2.33, without
-``mallinfo2``) both are no-ops.
+``mallinfo2``) both are no-ops, and so is ``take_free_chunks`` when Python's
+own objects come from glibc's heap (``PYTHONMALLOC=malloc``).
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
+import sys
 from functools import cache
 
 #: Chunk sizes tried, largest first: each takes the free chunks it fits into.
@@ -78,10 +81,13 @@ def take_free_chunks() -> int:
     each is asked for until the answer is carved from the top chunk (or, for
     a large size, mapped apart): then no free chunk fits it any more. Sizes
     above the free bytes of all arenas (``mallinfo2``) cannot fit and are
-    skipped.
+    skipped. With ``PYTHONMALLOC=malloc`` nothing is taken: the interpreter
+    then frees its own objects into the heap, the ints this loop makes
+    included, as fast as it takes chunks, so no answer ever came from the top
+    and the worker never started.
     """
     libc = _glibc()
-    if libc is None:
+    if libc is None or _objects_in_glibc_heap():
         return 0
     taken = 0
     size = _LARGEST
@@ -94,6 +100,12 @@ def take_free_chunks() -> int:
         while _take(libc, size):
             taken += size
     return taken
+
+
+def _objects_in_glibc_heap() -> bool:
+    """Whether the interpreter allocates its objects with ``malloc`` instead of pymalloc."""
+    chosen = "" if sys.flags.ignore_environment else os.environ.get("PYTHONMALLOC", "")
+    return chosen in ("malloc", "malloc_debug")
 
 
 def _take(libc: ctypes.CDLL, size: int) -> bool:

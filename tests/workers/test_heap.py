@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.harness import python_probe
 from workers import heap
 
 libc = ctypes.CDLL(None)
@@ -65,6 +66,14 @@ def test_taking_the_free_chunks_leaves_none_for_malloc_to_reuse() -> None:
 
 def test_after_taking_the_top_the_next_allocation_grows_the_heap() -> None:
     in_a_fork(take_the_top_then_allocate)
+
+
+def test_with_the_interpreters_objects_in_the_heap_nothing_is_taken() -> None:
+    # The worker's parent takes the chunks before it forks its fork server:
+    # under PYTHONMALLOC=malloc, taking them never ended, and the worker never started.
+    env = {**os.environ, "PYTHONMALLOC": "malloc"}
+    taken = python_probe("from workers import heap; print(heap.take_free_chunks())", env=env)
+    assert taken.strip() == "0"
 
 
 def take_free_chunks_then_allocate() -> None:

@@ -61,6 +61,9 @@ def node_memory_mb(parent_pid: int) -> tuple[float, float]:
 
 #: The process roles of a worker node, as the CPU breakdown names them.
 ROLES = ("parent", "pool", "fork server", "job processes")
+#: Beside them: the time every core of the machine spent idle (or waiting on
+#: I/O), which tells whether a set-up is bound by CPU or by waiting.
+IDLE = "machine idle"
 
 
 def node_cpu_ms(worker: Process) -> dict[str, tuple[float, float]]:
@@ -91,13 +94,22 @@ def node_cpu_ms(worker: Process) -> dict[str, tuple[float, float]]:
     return used
 
 
-def jobs_per_second(photo: bytes, jobs: int, task: str = "cartoonize") -> float:
-    """Queue ``jobs`` jobs at once and time them to their ends."""
+def machine_idle_ms() -> float:
+    """The time every core of this machine has spent idle or waiting on I/O so far (ms)."""
+    # The first line of /proc/stat sums the cores; after its name: user, nice, system, idle, iowait.
+    idle, iowait = (int(f) for f in Path("/proc/stat").read_text().split()[4:6])
+    return (idle + iowait) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def time_jobs(photo: bytes, jobs: int, task: str = "cartoonize") -> tuple[float, float]:
+    """Queue ``jobs`` jobs at once and time them to their ends: jobs per second,
+    and the machine's idle time per job meanwhile (ms)."""
     from backend.ephemeral import store
     from backend.jobs.queue import enqueue_job
     from tests.factories import queued_job
 
     ids = [queued_job(photo, task=task) for _ in range(jobs)]
+    idle = machine_idle_ms()
     started = time.perf_counter()
     for job_id in ids:
         enqueue_job(job_id)
@@ -105,7 +117,8 @@ def jobs_per_second(photo: bytes, jobs: int, task: str = "cartoonize") -> float:
         record = store.wait_for_end(job_id, timeout=300)
         assert record is not None, job_id
         assert record.status == "succeeded", record
-    return jobs / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return jobs / elapsed, (machine_idle_ms() - idle) / jobs
 
 
 def worker_environment(pid: int) -> dict[str, str]:
@@ -116,7 +129,8 @@ def worker_environment(pid: int) -> dict[str, str]:
 
 def print_cpu_per_job(cpu: dict[tuple[str, int], list[dict[str, tuple[float, float]]]]) -> None:
     """Each role's CPU per job (user + system ms, median of rounds); roles with none left out."""
-    print("  where the node's CPU goes, ms per job (user + system, median of rounds):")
+    print("  where the node's CPU goes, ms per job (user + system, median of rounds; and the")
+    print("  machine's idle time per job, summed over its cores):")
     for (isolate, concurrency), rounds in sorted(cpu.items(), key=lambda item: item[0][1]):
         parts, total = [], 0.0
         for role in ROLES:
@@ -125,8 +139,13 @@ def print_cpu_per_job(cpu: dict[tuple[str, int], list[dict[str, tuple[float, flo
             total += user + system
             if user + system >= 0.05:
                 parts.append(f"{role} {user:.1f} + {system:.1f}")
+        idle = statistics.median(found[IDLE][1] for found in rounds)
         mode = "isolated" if isolate == "true" else "live-on "
-        print(f"    concurrency {concurrency} {mode}  total {total:5.1f}:  " + ",  ".join(parts))
+        print(
+            f"    concurrency {concurrency} {mode}  total {total:5.1f}:  "
+            + ",  ".join(parts)
+            + f";  {IDLE} {idle:.1f}"
+        )
 
 
 def print_task_costs(side: int, tunables: str) -> None:
@@ -154,7 +173,8 @@ def main() -> None:
     image = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (args.side, args.side))
     photo = cv2.imencode(".jpg", image)[1].tobytes()
     rates: dict[tuple[str, int], list[float]] = {}
-    #: Per set-up and round: each role's (user, system) ms of CPU per job.
+    #: Per set-up and round: each role's (user, system) ms of CPU per job, and
+    #: the machine's idle ms per job (as system time, under ``IDLE``).
     cpu: dict[tuple[str, int], list[dict[str, tuple[float, float]]]] = {}
     memory: list[tuple[float, float]] = []
     #: The glibc tunables the worker runs with (``bin/ephemera worker`` sets them).
@@ -168,22 +188,25 @@ def main() -> None:
                     worker = running.worker(
                         EPHEMERA_ISOLATE_JOBS=isolate, WORKER_CONCURRENCY=str(concurrency)
                     )
-                    jobs_per_second(photo, 2 * concurrency, args.task)  # warm-up: first connections
+                    time_jobs(photo, 2 * concurrency, args.task)  # warm-up: first connections
                     if (isolate, concurrency) == ("true", 2):
                         time.sleep(2)  # idle: the warm-up's job processes gone, spares waiting
                         memory.append(node_memory_mb(worker.pid))
                         tunables = worker_environment(worker.pid).get("GLIBC_TUNABLES", "")
                     used = node_cpu_ms(worker)
-                    rate = jobs_per_second(photo, args.jobs, args.task)
+                    rate, idle = time_jobs(photo, args.jobs, args.task)
                     time.sleep(0.5)  # the last job processes exit and are reaped
                     rates.setdefault((isolate, concurrency), []).append(rate)
                     cpu.setdefault((isolate, concurrency), []).append(
                         {
-                            role: (
-                                (user - used[role][0]) / args.jobs,
-                                (system - used[role][1]) / args.jobs,
-                            )
-                            for role, (user, system) in node_cpu_ms(worker).items()
+                            IDLE: (0.0, idle),
+                            **{
+                                role: (
+                                    (user - used[role][0]) / args.jobs,
+                                    (system - used[role][1]) / args.jobs,
+                                )
+                                for role, (user, system) in node_cpu_ms(worker).items()
+                            },
                         }
                     )
                     running.stop()

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backend.catalogue import CATALOGUE
 from bench.harness import bench_stack
-from tests.harness import Process, smaps_rollup_kb
+from tests.harness import Process, process_status, smaps_rollup_kb
 
 
 def node_memory_mb(parent_pid: int) -> tuple[float, float]:
@@ -61,9 +61,8 @@ def node_memory_mb(parent_pid: int) -> tuple[float, float]:
 
 #: The process roles of a worker node, as the CPU breakdown names them.
 ROLES = ("parent", "pool", "fork server", "job processes")
-#: Beside them: the time every core of the machine spent idle (or waiting on
-#: I/O), which tells whether a set-up is bound by CPU or by waiting.
-IDLE = "machine idle"
+#: One clock tick of ``/proc``'s CPU times, in ms.
+TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def node_cpu_ms(worker: Process) -> dict[str, tuple[float, float]]:
@@ -72,11 +71,10 @@ def node_cpu_ms(worker: Process) -> dict[str, tuple[float, float]]:
     Job processes are counted once reaped, through their fork server's
     children's times: run ``time.sleep`` after the last job so they are.
     """
-    tick = 1000 / os.sysconf("SC_CLK_TCK")
     used = dict.fromkeys(ROLES, (0.0, 0.0))
 
     def add(role: str, user: int, system: int) -> None:
-        used[role] = (used[role][0] + user * tick, used[role][1] + system * tick)
+        used[role] = (used[role][0] + user * TICK_MS, used[role][1] + system * TICK_MS)
 
     servers = worker.fork_servers()
     for role, pid in [
@@ -84,21 +82,23 @@ def node_cpu_ms(worker: Process) -> dict[str, tuple[float, float]]:
         *(("pool", pid) for pid in worker.children()),
         *(("fork server", pid) for pid in servers),
     ]:
-        with contextlib.suppress(OSError):  # a process that just exited
-            # The fields after the command's name; utime, stime, cutime, cstime are 11-14.
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            user, system, children_user, children_system = (int(f) for f in fields[11:15])
-            add(role, user, system)
-            if pid in servers:
-                add("job processes", children_user, children_system)
+        status = process_status(pid)
+        if status is None:  # a process that just exited
+            continue
+        add(role, status.user_ticks, status.system_ticks)
+        if pid in servers:
+            add("job processes", status.children_user_ticks, status.children_system_ticks)
     return used
 
 
 def machine_idle_ms() -> float:
-    """The time every core of this machine has spent idle or waiting on I/O so far (ms)."""
+    """The time every core of this machine has spent idle or waiting on I/O so far (ms).
+
+    The time tells whether a set-up is bound by CPU or by waiting.
+    """
     # The first line of /proc/stat sums the cores; after its name: user, nice, system, idle, iowait.
     idle, iowait = (int(f) for f in Path("/proc/stat").read_text().split()[4:6])
-    return (idle + iowait) * 1000 / os.sysconf("SC_CLK_TCK")
+    return (idle + iowait) * TICK_MS
 
 
 def time_jobs(photo: bytes, jobs: int, task: str = "cartoonize") -> tuple[float, float]:
@@ -127,11 +127,15 @@ def worker_environment(pid: int) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
 
 
-def print_cpu_per_job(cpu: dict[tuple[str, int], list[dict[str, tuple[float, float]]]]) -> None:
-    """Each role's CPU per job (user + system ms, median of rounds); roles with none left out."""
+def print_cpu_per_job(
+    cpu: dict[tuple[str, int], list[dict[str, tuple[float, float]]]],
+    idle: dict[tuple[str, int], list[float]],
+) -> None:
+    """Each role's CPU per job (user + system ms, median of rounds; roles with
+    none left out), and the machine's idle time per job."""
     print("  where the node's CPU goes, ms per job (user + system, median of rounds; and the")
     print("  machine's idle time per job, summed over its cores):")
-    for (isolate, concurrency), rounds in sorted(cpu.items(), key=lambda item: item[0][1]):
+    for setup, rounds in sorted(cpu.items(), key=lambda item: item[0][1]):
         parts, total = [], 0.0
         for role in ROLES:
             user = statistics.median(found[role][0] for found in rounds)
@@ -139,12 +143,12 @@ def print_cpu_per_job(cpu: dict[tuple[str, int], list[dict[str, tuple[float, flo
             total += user + system
             if user + system >= 0.05:
                 parts.append(f"{role} {user:.1f} + {system:.1f}")
-        idle = statistics.median(found[IDLE][1] for found in rounds)
+        isolate, concurrency = setup
         mode = "isolated" if isolate == "true" else "live-on "
         print(
             f"    concurrency {concurrency} {mode}  total {total:5.1f}:  "
             + ",  ".join(parts)
-            + f";  {IDLE} {idle:.1f}"
+            + f";  machine idle {statistics.median(idle[setup]):.1f}"
         )
 
 
@@ -173,9 +177,10 @@ def main() -> None:
     image = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (args.side, args.side))
     photo = cv2.imencode(".jpg", image)[1].tobytes()
     rates: dict[tuple[str, int], list[float]] = {}
-    #: Per set-up and round: each role's (user, system) ms of CPU per job, and
-    #: the machine's idle ms per job (as system time, under ``IDLE``).
+    #: Per set-up and round: each role's (user, system) ms of CPU per job.
     cpu: dict[tuple[str, int], list[dict[str, tuple[float, float]]]] = {}
+    #: Per set-up and round: the machine's idle ms per job.
+    idle: dict[tuple[str, int], list[float]] = {}
     memory: list[tuple[float, float]] = []
     #: The glibc tunables the worker runs with (``bin/ephemera worker`` sets them).
     tunables = ""
@@ -194,19 +199,17 @@ def main() -> None:
                         memory.append(node_memory_mb(worker.pid))
                         tunables = worker_environment(worker.pid).get("GLIBC_TUNABLES", "")
                     used = node_cpu_ms(worker)
-                    rate, idle = time_jobs(photo, args.jobs, args.task)
+                    rate, idle_per_job = time_jobs(photo, args.jobs, args.task)
                     time.sleep(0.5)  # the last job processes exit and are reaped
                     rates.setdefault((isolate, concurrency), []).append(rate)
+                    idle.setdefault((isolate, concurrency), []).append(idle_per_job)
                     cpu.setdefault((isolate, concurrency), []).append(
                         {
-                            IDLE: (0.0, idle),
-                            **{
-                                role: (
-                                    (user - used[role][0]) / args.jobs,
-                                    (system - used[role][1]) / args.jobs,
-                                )
-                                for role, (user, system) in node_cpu_ms(worker).items()
-                            },
+                            role: (
+                                (user - used[role][0]) / args.jobs,
+                                (system - used[role][1]) / args.jobs,
+                            )
+                            for role, (user, system) in node_cpu_ms(worker).items()
                         }
                     )
                     running.stop()
@@ -229,7 +232,7 @@ def main() -> None:
         f"  isolation's cost per job: {extra[1]:.1f} ms of a core at concurrency 1, "
         f"{extra[2]:.1f} ms at concurrency 2"
     )
-    print_cpu_per_job(cpu)
+    print_cpu_per_job(cpu, idle)
     scale = median[("true", 2)] / median[("true", 1)]
     live_scale = median[("false", 2)] / median[("false", 1)]
     print(

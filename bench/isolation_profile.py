@@ -101,10 +101,15 @@ def read_samples(perf_data: Path) -> list[tuple[str, list[tuple[str, str]]]]:
     return samples
 
 
-def profile(samples: list[tuple[str, list[tuple[str, str]]]], jobs: int) -> dict[str, float]:
-    """ms per job by (role, where), plus the user functions behind copy-on-write faults."""
+#: What ``profile`` counts: ms per job by (role, where the time went).
+Profile = dict[tuple[str, str], float]
+
+
+def profile(samples: list[tuple[str, list[tuple[str, str]]]], jobs: int) -> Profile:
+    """ms per job by (role, work or library), and by (role, ``COW_BY`` + the user
+    function whose write caused a copy-on-write fault)."""
     per_sample = 1000 / FREQUENCY / jobs
-    spent: collections.Counter[str] = collections.Counter()
+    spent: collections.Counter[tuple[str, str]] = collections.Counter()
     for command, stack in samples:
         who = role(command)
         if not who or not stack:
@@ -112,12 +117,12 @@ def profile(samples: list[tuple[str, list[tuple[str, str]]]], jobs: int) -> dict
         functions = [function for function, library in stack if library == "[kernel.kallsyms]"]
         if functions:
             work = kernel_work(functions)
-            spent[f"{who}|kernel: {work}"] += per_sample
+            spent[who, f"kernel: {work}"] += per_sample
             if work == "copy-on-write":
                 user = next((f for f, library in stack if library != "[kernel.kallsyms]"), "?")
-                spent[f"{who}|{COW_BY}{user}"] += per_sample
+                spent[who, f"{COW_BY}{user}"] += per_sample
         else:
-            spent[f"{who}|user: {user_library(stack[0][1])}"] += per_sample
+            spent[who, f"user: {user_library(stack[0][1])}"] += per_sample
     return dict(spent)
 
 
@@ -142,23 +147,23 @@ def record(running: Stack, photo: bytes, *, isolate: str, jobs: int, concurrency
     return data
 
 
-def print_profile(spent: dict[str, float]) -> None:
+def print_profile(spent: Profile) -> None:
     """One set-up's figures: per role, its total and its parts, largest first."""
-    by_role: dict[str, list[tuple[str, float]]] = collections.defaultdict(list)
-    for key, ms in spent.items():
-        who, _, where = key.partition("|")
-        by_role[who].append((where, ms))
-    for who, parts in sorted(by_role.items()):
-        work = sorted(((w, ms) for w, ms in parts if not w.startswith(COW_BY)), key=lambda p: -p[1])
-        causes = sorted(((w, ms) for w, ms in parts if w.startswith(COW_BY)), key=lambda p: -p[1])
+    for who in sorted({who for who, _ in spent}):
+        parts = sorted(
+            ((where, ms) for (owner, where), ms in spent.items() if owner == who),
+            key=lambda part: -part[1],
+        )
+        work = [(where, ms) for where, ms in parts if not where.startswith(COW_BY)]
+        causes = [(where[len(COW_BY) :], ms) for where, ms in parts if where.startswith(COW_BY)]
         print(f"    {who}: {sum(ms for _, ms in work):.1f}")
         for where, ms in work:
             if ms >= 0.1:
                 print(f"      {where:32s} {ms:6.2f}")
         if causes:
             print("      copy-on-write faults, by the user-space function that wrote:")
-            for where, ms in causes[:5]:
-                print(f"        {where[len(COW_BY) :][:60]:60s} {ms:6.2f}")
+            for function, ms in causes[:5]:
+                print(f"        {function[:60]:60s} {ms:6.2f}")
 
 
 def main() -> None:
@@ -175,7 +180,9 @@ def main() -> None:
 
     image = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (args.side, args.side))
     photo = cv2.imencode(".jpg", image)[1].tobytes()
-    totals = {"true": collections.Counter[str](), "false": collections.Counter[str]()}
+    totals: dict[str, collections.Counter[tuple[str, str]]] = {
+        isolate: collections.Counter() for isolate in ("true", "false")
+    }
     with bench_stack() as running:
         for _ in range(args.rounds):
             for isolate, spent in totals.items():

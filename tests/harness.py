@@ -327,6 +327,12 @@ class ProcessStatus:
     command: str
     state: str
     parent: int
+    #: CPU time in clock ticks: its own user and system time, and those of
+    #: the children it has reaped.
+    user_ticks: int
+    system_ticks: int
+    children_user_ticks: int
+    children_system_ticks: int
 
     @property
     def alive(self) -> bool:
@@ -342,8 +348,18 @@ def process_status(pid: int) -> ProcessStatus | None:
         return None
     # The command sits in parentheses and may itself hold spaces or ")".
     head, _, tail = stat.rpartition(")")
-    state, parent = tail.split()[:2]
-    return ProcessStatus(command=head.split("(", 1)[1], state=state, parent=int(parent))
+    fields = tail.split()
+    # After the command: state, parent, ...; utime, stime, cutime, cstime are fields 11-14.
+    user, system, children_user, children_system = (int(field) for field in fields[11:15])
+    return ProcessStatus(
+        command=head.split("(", 1)[1],
+        state=fields[0],
+        parent=int(fields[1]),
+        user_ticks=user,
+        system_ticks=system,
+        children_user_ticks=children_user,
+        children_system_ticks=children_system,
+    )
 
 
 def smaps_rollup_kb(pid: int) -> dict[str, int]:

@@ -9,6 +9,15 @@ failure hook, the sweeper and the serializers use them from here.
 from __future__ import annotations
 
 
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    """The body of every error answer, whichever layer gives it."""
+    return {"error": {"code": code, "message": message}}
+
+
+#: The answer's message for a failure of our own: it names nothing of the stack.
+SERVER_FAILURE = "Something went wrong on our side."
+
+
 class CodedError(Exception):
     """A failure the client should see: ``code``, ``message`` and an HTTP ``status``."""
 

@@ -75,3 +75,30 @@ class JsonFormatter(logging.Formatter):
         elif record.exc_info and record.exc_info[1] is not None:
             line["error"] = redact(type(record.exc_info[1]).__name__)
         return json.dumps(line, ensure_ascii=False)
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """Every process's logging (``dictConfig``): JSON lines on stdout, through the filter."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact": {"()": "backend.logs.RedactingFilter"}},
+        "formatters": {"json": {"()": "backend.logs.JsonFormatter"}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "filters": ["redact"],
+            }
+        },
+        "root": {"handlers": ["stdout"], "level": level},
+        "loggers": {
+            # Request logs would carry paths with job ids and result tokens.
+            "django.request": {"level": "ERROR"},
+            "django.server": {"level": "ERROR"},
+            # gunicorn's own lines go through the root's handler, not its own
+            # (``backend.web_server.Logger``).
+            "gunicorn.error": {"handlers": [], "propagate": True},
+            "gunicorn.access": {"handlers": [], "propagate": True},
+        },
+    }

@@ -22,6 +22,7 @@ from backend.env import (
     envstr,
     parse_tier_numbers,
 )
+from backend.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("EPHEMERA_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
@@ -255,23 +256,5 @@ SPECTACULAR_SETTINGS = {
 
 # --- Logging --------------------------------------------------------------
 LOG_LEVEL = envstr("LOG_LEVEL", "INFO") or "INFO"
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "backend.logs.RedactingFilter"}},
-    "formatters": {"json": {"()": "backend.logs.JsonFormatter"}},
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "formatter": "json",
-            "filters": ["redact"],
-        }
-    },
-    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
-    "loggers": {
-        # Request logs would carry paths with job ids and result tokens.
-        "django.request": {"level": "ERROR"},
-        "django.server": {"level": "ERROR"},
-    },
-}
+LOGGING = logging_config(LOG_LEVEL)
 CSRF_FAILURE_VIEW = "backend.api.errors.csrf_failure"

@@ -16,7 +16,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from backend.errors import CodedError
+from backend.errors import SERVER_FAILURE, CodedError, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +34,6 @@ class ApiError(CodedError):
     @property
     def status_code(self) -> int:
         return self.status
-
-
-def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
-    return {"error": {"code": code, "message": message}}
 
 
 _DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
@@ -83,7 +79,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         logger.error("backend_unavailable", extra={"error_type": type(exc).__name__})
         return _respond(503, "backend_unavailable", "The service is busy; retry shortly.", None)
     logger.error("unhandled_error", extra={"error_type": type(exc).__name__})
-    return _respond(500, "internal_error", "Something went wrong on our side.", None)
+    return _respond(500, "internal_error", SERVER_FAILURE, None)
 
 
 def _first_message(detail: Any) -> str:
@@ -126,7 +122,7 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonR
 
 
 def server_error(request: HttpRequest) -> JsonResponse:
-    return _json(500, "internal_error", "Something went wrong on our side.")
+    return _json(500, "internal_error", SERVER_FAILURE)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:

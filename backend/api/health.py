@@ -10,8 +10,8 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from backend.api.errors import error_body
 from backend.ephemeral.connection import client
+from backend.errors import error_body
 from backend.metrics import RedisCollector
 
 logger = logging.getLogger(__name__)

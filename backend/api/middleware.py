@@ -14,7 +14,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from backend import abuse, metrics
-from backend.api.errors import error_body
+from backend.errors import error_body
 from backend.pseudonyms import subject_hash
 
 API_PREFIX = "/api/"

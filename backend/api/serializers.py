@@ -46,6 +46,16 @@ class JobSubmitSerializer(serializers.Serializer):
         help_text="An https URL that gets a signed POST (Standard Webhooks) when the job ends.",
     )
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # A field sent twice is ambiguous (which photo? which task?): the form
+        # parser keeps the last value, and the other photo would be dropped
+        # without a word. Refused instead of guessed.
+        values = getattr(self.initial_data, "getlist", None)
+        repeated = [str(name) for name in self.fields if values and len(values(name)) > 1]
+        if repeated:
+            raise serializers.ValidationError({repeated[0]: "Send this field once."})
+        return attrs
+
 
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField()

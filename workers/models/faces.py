@@ -110,7 +110,9 @@ def centerface_copy_size(width: int, height: int, *, longest: int) -> tuple[int,
     def fit(side: int) -> int:
         exact = side * scale
         aligned = max(ALIGN, round(exact / ALIGN) * ALIGN)
-        return aligned if abs(aligned - exact) <= CENTERFACE_STRETCH * exact else round(exact)
+        if abs(aligned - exact) <= CENTERFACE_STRETCH * exact:
+            return aligned
+        return max(1, round(exact))  # a strip's short side stays a pixel
 
     return fit(width), fit(height)
 

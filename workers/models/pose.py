@@ -143,7 +143,7 @@ class PoseEstimator:
         """People in an RGB ``uint8`` photo, best first."""
         height, width = rgb.shape[:2]
         scale = DETECTOR_SIZE / max(height, width)
-        new_w, new_h = round(width * scale), round(height * scale)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
         pad_x, pad_y = (DETECTOR_SIZE - new_w) / 2, (DETECTOR_SIZE - new_h) / 2
         canvas = np.zeros((DETECTOR_SIZE, DETECTOR_SIZE, 3), np.float32)
         resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)

@@ -48,6 +48,22 @@ def test_a_submit_without_an_image_is_400(alice: Persona) -> None:
     assert "image" in assert_error(response, 400, "invalid_request")["message"]
 
 
+@pytest.mark.parametrize("field", ["image", "task"])
+def test_a_field_sent_twice_is_refused_not_guessed(
+    alice: Persona, canary_jpeg: Upload, field: str
+) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    form = {"image": SimpleUploadedFile("photo.jpg", canary_jpeg.data), "task": "cartoonize"}
+    form[field] = [
+        form[field],
+        SimpleUploadedFile("other.jpg", canary_jpeg.data) if field == "image" else "detect",
+    ]
+    response = alice.api.post("/api/v1/jobs", form, format="multipart")
+    assert assert_error(response, 400, "invalid_request")["message"].startswith(f"{field}:")
+    assert not list(connection.client().scan_iter(match="eph:*"))
+
+
 @pytest.mark.parametrize(
     ("data", "code", "status"),
     [

@@ -18,19 +18,38 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 SERVER_FAILURE = "Something went wrong on our side."
 
 
+#: Seconds a client waits before it retries after ``backend_unavailable``.
+BACKEND_RETRY_AFTER = 5
+
+
 class CodedError(Exception):
     """A failure the client should see: ``code``, ``message`` and an HTTP ``status``."""
 
     code: str
     message: str
     status: int = 422
+    #: Seconds, sent as ``Retry-After`` (429 and 503 answers); None sends none.
+    retry_after: float | None = None
 
-    def __init__(self, code: str, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         if status is not None:
             self.status = status
+        self.retry_after = retry_after
+
+
+def backend_unavailable(message: str = "The service is busy; retry shortly.") -> CodedError:
+    """Redis, the queue or the database out of reach: 503, and a retry in a few seconds."""
+    return CodedError("backend_unavailable", message, status=503, retry_after=BACKEND_RETRY_AFTER)
 
 
 #: Why a job ended without a result, and what the client should do about it.

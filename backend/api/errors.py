@@ -12,11 +12,12 @@ from typing import Any
 
 import redis
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from backend.errors import SERVER_FAILURE, CodedError, error_body
+from backend.errors import SERVER_FAILURE, CodedError, backend_unavailable, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +28,7 @@ class ApiError(CodedError):
     def __init__(
         self, status_code: int, code: str, message: str, *, retry_after: float | None = None
     ) -> None:
-        super().__init__(code, message, status=status_code)
-        #: Seconds, sent as ``Retry-After`` (429 and 503 answers).
-        self.wait = retry_after
+        super().__init__(code, message, status=status_code, retry_after=retry_after)
 
     @property
     def status_code(self) -> int:
@@ -75,9 +74,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, exceptions.APIException):
         code, message = _DRF_CODES.get(type(exc), (str(exc.default_code), "Request refused."))
         return _respond(exc.status_code, code, message, exc)
-    if isinstance(exc, redis.RedisError):
+    if isinstance(exc, redis.RedisError | DatabaseError):
         logger.error("backend_unavailable", extra={"error_type": type(exc).__name__})
-        return _respond(503, "backend_unavailable", "The service is busy; retry shortly.", None)
+        exc = backend_unavailable()
+        return _respond(exc.status, exc.code, exc.message, exc)
     logger.error("unhandled_error", extra={"error_type": type(exc).__name__})
     return _respond(500, "internal_error", SERVER_FAILURE, None)
 
@@ -93,7 +93,8 @@ def _first_message(detail: Any) -> str:
 
 def _respond(status_code: int, code: str, message: str, exc: Exception | None) -> Response:
     response = Response(error_body(code, message), status=status_code)
-    wait = getattr(exc, "wait", None)
+    # Throttled exceptions of DRF's own carry their wait as ``wait``.
+    wait = exc.retry_after if isinstance(exc, CodedError) else getattr(exc, "wait", None)
     if wait is not None:
         response["Retry-After"] = str(max(1, int(wait + 0.999)))
     auth_header = getattr(exc, "auth_header", None)

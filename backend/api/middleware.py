@@ -14,7 +14,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from backend import abuse, metrics
-from backend.errors import error_body
+from backend.errors import backend_unavailable, error_body
 from backend.pseudonyms import subject_hash
 
 API_PREFIX = "/api/"
@@ -63,10 +63,9 @@ class ApiGuardMiddleware:
         try:
             refused = self._refuse_by_ip(request)
         except redis.RedisError:
-            refused = JsonResponse(
-                error_body("backend_unavailable", "The service is busy; retry shortly."), status=503
-            )
-            refused["Retry-After"] = "5"
+            busy = backend_unavailable()
+            refused = JsonResponse(error_body(busy.code, busy.message), status=busy.status)
+            refused["Retry-After"] = str(busy.retry_after)
         response = refused or self.get_response(request)
         # Jobs, results and errors all describe one person's photo: never cache.
         response["Cache-Control"] = "no-store"

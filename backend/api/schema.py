@@ -38,7 +38,10 @@ COMMON_ERRORS: dict[int, tuple[str, list[str]]] = {
     429: ("Too many requests from this client or address, or the client is blocked "
           "after repeated rejected uploads; retry after Retry-After seconds.",
           ["rate_limited", "temporarily_blocked"]),
-    503: ("Redis or the queue is unreachable; retry shortly.", ["backend_unavailable"]),
+    503: (
+        "Redis, the queue or the database is unreachable; retry shortly.",
+        ["backend_unavailable"],
+    ),
 }  # fmt: skip
 
 #: What each operation answers besides the common errors, by (path, method).

@@ -42,7 +42,7 @@ from backend.audit.services import EventName, audit_record
 from backend.ephemeral import store
 from backend.ephemeral.keys import ACTIVE, Status, job_key
 from backend.ephemeral.records import ACCOUNTED, JobRecord, cancelled_ttl, ended_ttl, record_ttl
-from backend.errors import UPLOAD_REJECTIONS, CodedError, job_error
+from backend.errors import UPLOAD_REJECTIONS, CodedError, backend_unavailable, job_error
 from backend.imaging import ImageHeader
 from backend.jobs import traces
 from backend.jobs.queue import enqueue_job
@@ -109,9 +109,7 @@ def submit(
         with contextlib.suppress(RedisError):
             store.discard_job(job_id)
         traces.trace_discard(job_id)
-        raise CodedError(
-            "backend_unavailable", "The queue is unavailable; retry shortly.", status=503
-        ) from None
+        raise backend_unavailable("The queue is unavailable; retry shortly.") from None
     size = len(image) + len(reference or b"")
     audit_record(
         event="submitted",

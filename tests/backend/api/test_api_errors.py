@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import cv2
+import httpx
 import pytest
 from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from backend.api.errors import server_error
 from backend.ephemeral import connection
+from backend.errors import BACKEND_RETRY_AFTER
+from tests.backend.gunicorn_web import web
 from tests.conftest import Persona, Upload, portrait, redis_out_of_reach
+from tests.harness import Stack
 from tests.integration.helpers import submit
+
+__all__ = ["web"]
 
 
 def assert_error(response: object, status: int, code: str) -> dict[str, str]:
@@ -121,6 +127,24 @@ def test_a_dead_redis_is_503_backend_unavailable(
         assert_error(submit(alice.api, canary_jpeg.data), 503, "backend_unavailable")
         assert_error(alice.api.get("/api/v1/tasks"), 503, "backend_unavailable")
         assert Client().get("/readyz").status_code == 503
+
+
+@pytest.mark.slow
+def test_a_database_out_of_reach_is_503_backend_unavailable(web: tuple[Stack, int]) -> None:
+    stack, _ = web
+    # A web of the same stack whose database is at a port nobody listens on:
+    # the API key cannot be checked, nor the job's trace written.
+    _, port = stack.web(DATABASE_URL="postgresql://ephemera@127.0.0.1:1/ephemera")
+    auth = {"Authorization": f"Bearer {stack.key}"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=20) as http:
+        for answer in (
+            http.get("/api/v1/tasks"),
+            http.post("/api/v1/jobs", files={"image": ("a.jpg", b"x")}, data={"task": "detect"}),
+        ):
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"]["code"] == "backend_unavailable"
+            assert answer.headers["retry-after"] == str(BACKEND_RETRY_AFTER)
+        assert http.get("/readyz").status_code == 503
 
 
 def test_the_task_catalogue_lists_params_and_limits(alice: Persona) -> None:

@@ -54,7 +54,7 @@ def test_it_refuses_submits_over_the_tier_rate_until_time_refills_it(
     with pytest.raises(ApiError) as refused:
         submit_rate(NOW).allow_request(request_by(client_row), None)
     assert (refused.value.status, refused.value.code) == (429, "rate_limited")
-    assert refused.value.wait == pytest.approx(30.0, abs=0.01)
+    assert refused.value.retry_after == pytest.approx(30.0, abs=0.01)
     assert AuditEvent.objects.filter(event="throttled", outcome="submit").count() == 1
     assert submit_rate(NOW + 30.01).allow_request(request_by(client_row), None)
 
@@ -93,7 +93,7 @@ def test_it_refuses_a_blocked_client_with_the_time_left(
     with pytest.raises(ApiError) as refused:
         BlockedClientThrottle().allow_request(request_by(client_row), None)
     assert refused.value.code == "temporarily_blocked"
-    assert 590 < (refused.value.wait or 0) <= 600
+    assert 590 < (refused.value.retry_after or 0) <= 600
     assert AuditEvent.objects.filter(event="blocked").count() == 1
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import cast
 
 from django.conf import settings
+from redis.exceptions import WatchError
 
 from backend.ephemeral import keys, scripts
 from backend.ephemeral.connection import client
@@ -98,30 +100,56 @@ def in_flight(*, owner: str) -> int:
     The set is cleaned lazily: members whose job ended or vanished are dropped
     here, so no state change elsewhere has to remember to update it.
     """
-    conn = client()
     key = keys.active_key(owner)
-    members = [member.decode() for member in conn.smembers(key)]
-    if not members:
-        return 0
-    pipe = conn.pipeline(transaction=False)
-    for job_id in members:
-        pipe.hget(keys.job_key(job_id), "status")
-    statuses = pipe.execute()
-    ended = [
-        job_id
-        for job_id, status in zip(members, statuses, strict=True)
-        if status is None or status.decode() in keys.TERMINAL
-    ]
+    members = client().smembers(key)
+    ended = _ended(members)
     if ended:
-        conn.srem(key, *ended)
+        client().srem(key, *ended)
     return len(members) - len(ended)
 
 
-def note_in_flight(*, owner: str, job_id: str) -> None:
-    pipe = client().pipeline(transaction=True)
-    pipe.sadd(keys.active_key(owner), job_id)
-    pipe.expire(keys.active_key(owner), record_ttl())
-    pipe.execute()
+def admit_in_flight(*, owner: str, job_id: str, cap: int) -> bool:
+    """Count ``job_id`` (already in Redis) in flight, unless ``cap`` (0: none) is reached.
+
+    Atomic, unlike a count then an add: concurrent submits of one client all
+    counted the same jobs before any was added, and a burst of them got past
+    the cap. The set is watched; a submit that added meanwhile makes this one
+    count again.
+    """
+    key = keys.active_key(owner)
+    with client().pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                # A watching pipeline answers at once, until ``multi``.
+                members = cast(set[bytes], pipe.smembers(key))
+                ended = _ended(members)
+                if cap and len(members) - len(ended) >= cap:
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                if ended:
+                    pipe.srem(key, *ended)
+                pipe.sadd(key, job_id)
+                pipe.expire(key, record_ttl())
+                pipe.execute()
+                return True
+            except WatchError:
+                continue
+
+
+def _ended(members: set[bytes]) -> list[bytes]:
+    """The members of an in-flight set whose job ended or vanished."""
+    ids = list(members)
+    reads = client().pipeline(transaction=False)
+    for job_id in ids:
+        reads.hget(keys.job_key(job_id.decode()), "status")
+    statuses = reads.execute()
+    return [
+        job_id
+        for job_id, status in zip(ids, statuses, strict=True)
+        if status is None or status.decode() in keys.TERMINAL
+    ]
 
 
 def client_ip(remote_addr: str, forwarded_for: str) -> str:

@@ -44,7 +44,13 @@ from rich.table import Table
 from rich.text import Text
 
 from ephemera_client.client import Client
-from ephemera_client.errors import ApiError, EphemeraError, JobTimeout, RateLimited
+from ephemera_client.errors import (
+    ApiError,
+    EphemeraError,
+    JobTimeout,
+    RateLimited,
+    ServiceUnavailable,
+)
 from ephemera_client.models import Job
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -54,7 +60,8 @@ EXTENSIONS = {
     "image/webp": ".webp",
     "application/json": ".json",
 }
-#: Submits refused with 429 are retried after ``Retry-After``, this many times.
+#: Submits refused with 429 (rate, jobs in flight) or 503 (a backend restarting;
+#: no job was made) are retried after ``Retry-After``, this many times.
 SUBMIT_RETRIES = 5
 
 
@@ -483,13 +490,12 @@ def _submit(
                 reference=reference,
                 consent=args.consent,
             )
-        except RateLimited as exc:
+        except (RateLimited, ServiceUnavailable) as exc:
             if attempt == SUBMIT_RETRIES:
                 raise
             delay = exc.retry_after or 1
-            display.update(
-                row, description=f"{escape(path.name)}: rate limited, retry in {delay:g}s"
-            )
+            why = "rate limited" if isinstance(exc, RateLimited) else "service busy"
+            display.update(row, description=f"{escape(path.name)}: {why}, retry in {delay:g}s")
             time.sleep(delay)
     raise AssertionError("unreachable")
 

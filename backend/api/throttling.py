@@ -37,10 +37,19 @@ def client_subjects(request: Request) -> list[str]:
     return subjects
 
 
-def rate_limited(request: Request, message: str, retry_after: float, scope: str) -> ApiError:
+def rate_limited(client_id: int, message: str, retry_after: float, scope: str) -> ApiError:
     metrics.inc("ephemera_throttled_total", scope=scope)
-    audit_record(event="throttled", client_id=api_client(request).pk, outcome=scope)
+    audit_record(event="throttled", client_id=client_id, outcome=scope)
     return ApiError(429, "rate_limited", message, retry_after=retry_after)
+
+
+def too_many_in_flight(client_id: int, cap: int) -> ApiError:
+    return rate_limited(
+        client_id,
+        f"You have {cap} jobs in flight, the most your tier allows; wait for one to end.",
+        1.0,
+        "in_flight",
+    )
 
 
 class BlockedClientThrottle(BaseThrottle):
@@ -83,7 +92,7 @@ class SubmitRateThrottle(BaseThrottle):
         )
         if not decision.allowed:
             raise rate_limited(
-                request,
+                api_client(request).pk,
                 f"Your tier allows {per_minute} submits a minute.",
                 decision.retry_after,
                 "submit",
@@ -92,20 +101,26 @@ class SubmitRateThrottle(BaseThrottle):
 
 
 class InFlightThrottle(BaseThrottle):
-    """At most N jobs queued or running at once per client, by tier."""
+    """At most N jobs queued or running at once per client, by tier.
+
+    Checked here before the body is read, so a client at its cap costs no
+    upload; a burst of submits that all pass this check is held to the cap
+    by ``abuse.admit_in_flight``, when each job is about to be queued.
+    """
 
     def allow_request(self, request: Request, view: Any) -> bool:
         if request.method != "POST":
             return True
-        cap = settings.EPHEMERA_TIER_IN_FLIGHT.get(api_client(request).tier, 0)
-        if cap and abuse.in_flight(owner=owner_hash(request.user.pk)) >= cap:
-            raise rate_limited(
-                request,
-                f"You have {cap} jobs in flight, the most your tier allows; wait for one to end.",
-                1.0,
-                "in_flight",
-            )
+        client = api_client(request)
+        cap = in_flight_cap(client)
+        if cap and abuse.in_flight(owner=owner_hash(client.pk)) >= cap:
+            raise too_many_in_flight(client.pk, cap)
         return True
+
+
+def in_flight_cap(client: ApiClient) -> int:
+    """Jobs the client may have queued or running at once; 0: no cap."""
+    return int(settings.EPHEMERA_TIER_IN_FLIGHT.get(client.tier, 0))
 
 
 @dataclass

@@ -28,7 +28,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -66,8 +66,12 @@ def submit(
     reference: bytes | None = None,
     consent: bool = False,
     webhook: str | None = None,
+    admit: Callable[[str], None] | None = None,
 ) -> JobRecord:
     """Trace, seal and queue a checked upload; the new job's record.
+
+    ``admit(job_id)`` runs once the job is in Redis and before it is queued;
+    a ``CodedError`` from it refuses the job, and nothing of it stays.
 
     Without a ``header`` the uploads are end-to-end envelopes, checked by the
     job process once it has opened them.
@@ -103,6 +107,8 @@ def submit(
             reference=reference,
             webhook_sealed=webhook_sealed,
         )
+        if admit is not None:
+            _admit(job_id, admit)
         enqueue_job(job_id)
     except (RedisError, OperationalError):
         # The id was never handed out: nothing of it may stay, here or in Redis.
@@ -130,6 +136,15 @@ def submit(
         },
     )
     return record
+
+
+def _admit(job_id: str, admit: Callable[[str], None]) -> None:
+    try:
+        admit(job_id)
+    except CodedError:
+        store.discard_job(job_id)
+        traces.trace_discard(job_id)
+        raise
 
 
 Outcome = Literal["succeeded", "failed", "expired", "cancelled", "skipped"]

@@ -15,6 +15,7 @@ from django.conf import settings
 
 from backend import abuse, e2e
 from backend.api.errors import ApiError
+from backend.api.throttling import in_flight_cap, too_many_in_flight
 from backend.audit.services import audit_record
 from backend.catalogue import InvalidParams, TaskSpec, get_spec
 from backend.clients.models import ApiClient
@@ -70,6 +71,12 @@ def job_submit(
         # An empty value is a malformed URL, not "no webhook" (the schema says uri).
         _check_webhook(webhook, client=client)
     owner = owner_hash(client.pk)
+    cap = in_flight_cap(client)
+
+    def admit(job_id: str) -> None:
+        if not abuse.admit_in_flight(owner=owner, job_id=job_id, cap=cap):
+            raise too_many_in_flight(client.pk, cap)
+
     record = lifecycle.submit(
         client_id=client.pk,
         owner=owner,
@@ -80,8 +87,8 @@ def job_submit(
         reference=reference,
         consent=spec.biometric,
         webhook=webhook,
+        admit=admit,
     )
-    abuse.note_in_flight(owner=owner, job_id=record.id)
     return record
 
 

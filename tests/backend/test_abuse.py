@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import redis
 from pytest_django.fixtures import Settings
@@ -67,13 +70,39 @@ def test_an_accepted_upload_starts_the_count_again(
 def test_jobs_in_flight_drop_out_when_they_end_or_vanish(redis_conn: redis.Redis) -> None:
     queued, ended, vanished = (queued_job() for _ in range(3))
     for job_id in (queued, ended, vanished):
-        abuse.note_in_flight(owner="alice", job_id=job_id)
+        assert abuse.admit_in_flight(owner="alice", job_id=job_id, cap=0)
     store.transition(ended, expected=("queued",), new="failed", fields={}, ttl=60)
     redis_conn.delete(keys.job_key(vanished))
 
     assert abuse.in_flight(owner="alice") == 1
     assert redis_conn.smembers(keys.active_key("alice")) == {queued.encode()}
     assert abuse.in_flight(owner="bob") == 0
+
+
+def test_a_job_is_admitted_in_flight_below_the_cap_only(redis_conn: redis.Redis) -> None:
+    first, second, third = (queued_job() for _ in range(3))
+    assert abuse.admit_in_flight(owner="alice", job_id=first, cap=2)
+    assert abuse.admit_in_flight(owner="alice", job_id=second, cap=2)
+    assert not abuse.admit_in_flight(owner="alice", job_id=third, cap=2)
+    store.transition(first, expected=("queued",), new="failed", fields={}, ttl=60)
+    assert abuse.admit_in_flight(owner="alice", job_id=third, cap=2)
+    assert redis_conn.smembers(keys.active_key("alice")) == {second.encode(), third.encode()}
+
+
+def test_concurrent_admissions_never_pass_the_cap(redis_conn: redis.Redis) -> None:
+    # Counting, then adding, let all of a burst through: each counted before
+    # any had added.
+    jobs = [queued_job() for _ in range(16)]
+    start = threading.Barrier(len(jobs))
+
+    def admit(job_id: str) -> bool:
+        start.wait()
+        return abuse.admit_in_flight(owner="alice", job_id=job_id, cap=4)
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        admitted = sum(pool.map(admit, jobs))
+    assert admitted == 4
+    assert abuse.in_flight(owner="alice") == 4
 
 
 @pytest.mark.parametrize(

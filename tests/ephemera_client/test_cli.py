@@ -31,7 +31,7 @@ import redis
 
 from backend.ephemeral import store
 from tests.conftest import Worker
-from tests.harness import REPO, wait_until
+from tests.harness import REPO, manage, wait_until
 from tests.integration.helpers import pause_consumers, resume_consumers
 from tests.integration.live_stack import LiveStack, photo_file
 
@@ -103,6 +103,28 @@ def test_many_files_as_json_lines(stack: LiveStack, tmp_path: Path) -> None:
         assert line["status"] == "succeeded", line
         assert len(line["result"]["faces"]) >= 1
         assert line["output"] is None  # a JSON result is printed, not saved
+
+
+def test_submits_over_the_keys_in_flight_limit_wait_their_turn(
+    stack: LiveStack, tmp_path: Path
+) -> None:
+    # A free key may have 4 jobs in flight: the fifth and sixth submit of six
+    # at once answer 429 with Retry-After, and are sent again after it.
+    names = [photo_file(tmp_path, f"p{i}.jpg").name for i in range(6)]
+    key = manage(stack.env, "create_api_key", "--name", "free-cli", "--tier", "free").strip()
+
+    done = subprocess.run(
+        [*ephemera_command(), "run", "detect", *names, "--json", "-j", "6"],
+        cwd=tmp_path,
+        env=cli_env(stack, EPHEMERA_API_KEY=key),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["status"] for line in done.stdout.splitlines()] == ["succeeded"] * 6
 
 
 def test_a_failure_is_reported_with_its_code_and_exit_status(

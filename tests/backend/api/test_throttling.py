@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import httpx
 import pytest
 import redis
 from pytest_django.fixtures import Settings
@@ -19,8 +24,12 @@ from backend.api.throttling import (
 from backend.audit.models import AuditEvent
 from backend.clients.models import ApiClient
 from backend.pseudonyms import client_subject, owner_hash, subject_hash
-from tests.conftest import Persona
+from tests.backend.gunicorn_web import web
+from tests.conftest import Persona, portrait
 from tests.factories import queued_job
+from tests.harness import Stack, manage
+
+__all__ = ["web"]
 
 NOW = 1_000_000.0
 
@@ -73,14 +82,43 @@ def test_it_refuses_a_client_at_its_in_flight_cap(
 ) -> None:
     settings.EPHEMERA_TIER_IN_FLIGHT = {"standard": 2}
     owner = owner_hash(client_row.pk)
-    abuse.note_in_flight(owner=owner, job_id=queued_job(owner=owner))
+    assert abuse.admit_in_flight(owner=owner, job_id=queued_job(owner=owner), cap=0)
     assert InFlightThrottle().allow_request(request_by(client_row), None)
 
-    abuse.note_in_flight(owner=owner, job_id=queued_job(owner=owner))
+    assert abuse.admit_in_flight(owner=owner, job_id=queued_job(owner=owner), cap=0)
     with pytest.raises(ApiError) as refused:
         InFlightThrottle().allow_request(request_by(client_row), None)
     assert (refused.value.status, refused.value.code) == (429, "rate_limited")
     assert "2 jobs in flight" in refused.value.message
+
+
+@pytest.mark.slow
+def test_a_burst_of_submits_is_held_to_the_in_flight_cap(web: tuple[Stack, int]) -> None:
+    # Eight at once from a free key (4 in flight, 10 a minute), through gunicorn, with no
+    # worker to end them: all eight pass the early check, which counts the
+    # jobs already queued, before any of them is.
+    stack, port = web
+    key = manage(stack.env, "create_api_key", "--name", "burst", "--tier", "free").strip()
+    start = threading.Barrier(8)
+    photo = cv2.imencode(".jpg", portrait((128, 128)))[1].tobytes()
+
+    def submit(_: int) -> int:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            start.wait()
+            return http.post(
+                "/api/v1/jobs",
+                files={"image": ("photo.jpg", photo)},
+                data={"task": "detect"},
+                headers={"Authorization": f"Bearer {key}"},
+            ).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = sorted(pool.map(submit, range(8)))
+    assert answers == [202] * 4 + [429] * 4
+    # The refused jobs left nothing: four records, four uploads.
+    stored = redis.Redis.from_url(stack.env["REDIS_URL"])
+    assert len(list(stored.scan_iter(match="eph:job:*"))) == 4
+    assert len(list(stored.scan_iter(match="eph:in:*"))) == 4
 
 
 def test_it_refuses_a_blocked_client_with_the_time_left(

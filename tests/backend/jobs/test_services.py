@@ -29,8 +29,8 @@ WORKER, REPLY = KeyPair.generate(), KeyPair.generate()
 
 @pytest.fixture
 def client(redis_conn: redis.Redis) -> ApiClient:
-    created, _ = api_key_create(name=f"svc-{uuid.uuid4().hex[:6]}", tier="standard")
-    return created
+    key, _ = api_key_create(name=f"svc-{uuid.uuid4().hex[:6]}", tier="standard")
+    return key.client
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_refusals_carry_their_code_and_leave_an_audit_row(
 
 def test_another_clients_job_answers_like_no_job(client: ApiClient) -> None:
     job_id = submit(client, photo())
-    stranger, _ = api_key_create(name=f"svc-{uuid.uuid4().hex[:6]}", tier="standard")
+    stranger = api_key_create(name=f"svc-{uuid.uuid4().hex[:6]}", tier="standard")[0].client
     assert services.job_get(client=client, job_id=job_id).id == job_id
     with pytest.raises(CodedError) as caught:
         services.job_get(client=stranger, job_id=job_id)

@@ -94,6 +94,13 @@ logger_class = "backend.web_server.Logger"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 
 
+def post_worker_init(worker: Any) -> None:
+    """A gunicorn hook: how many threads the app's long polls share (``backend.api.prefer``)."""
+    from backend.api.prefer import share_threads
+
+    share_threads(worker.cfg.threads)
+
+
 class Logger(glogging.Logger):
     """gunicorn's log lines as the service's JSON lines, through its redacting filter."""
 

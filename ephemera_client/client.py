@@ -22,7 +22,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -235,7 +235,8 @@ class Client:
         response = self._http.get(
             f"/api/v1/jobs/{job_id}", headers=headers, timeout=self._wait_timeout(wait)
         )
-        return self._forget_if_unopenable(Job.from_json(self._json(response)))
+        job = self._forget_if_unopenable(Job.from_json(self._json(response)))
+        return replace(job, poll_after=_seconds(response.headers.get("Retry-After")))
 
     def wait(
         self,
@@ -260,6 +261,9 @@ class Client:
                 return job
             if deadline is not None and time.monotonic() >= deadline:
                 raise JobTimeout(job_id, timeout or 0)
+            if job.poll_after:
+                # The service answered at once, too busy to hold the poll.
+                time.sleep(job.poll_after)
 
     def download(self, job: Job | str, *, on_progress: ProgressCallback | None = None) -> Download:
         """The result bytes of a succeeded job (or of a result URL), once.
@@ -335,7 +339,6 @@ class Client:
 
 
 def _error(response: httpx.Response) -> ApiError:
-    retry_after = response.headers.get("Retry-After")
     try:
         error = response.json()["error"]
         code, message = str(error["code"]), str(error["message"])
@@ -346,8 +349,13 @@ def _error(response: httpx.Response) -> ApiError:
         response.status_code,
         code,
         message,
-        retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+        retry_after=_seconds(response.headers.get("Retry-After")),
     )
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """``Retry-After`` in seconds; None without one, or for an HTTP date."""
+    return float(retry_after) if retry_after and retry_after.isdigit() else None
 
 
 def _capped(wait: int) -> int:

@@ -43,6 +43,9 @@ class Job:
     raw: dict[str, Any] = field(repr=False, compare=False)
     #: The uploads were end-to-end envelopes; the result downloads as one.
     e2e: bool = False
+    #: Seconds to let pass before polling again: the service was too busy to
+    #: wait for the job's end (``Retry-After``); None when it waited or was not asked.
+    poll_after: float | None = None
 
     @property
     def terminal(self) -> bool:

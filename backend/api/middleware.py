@@ -20,6 +20,9 @@ from backend.pseudonyms import subject_hash
 API_PREFIX = "/api/"
 CORS_METHODS = "GET, POST, DELETE, OPTIONS"
 CORS_HEADERS = "Authorization, X-API-Key, Content-Type, Prefer"
+#: Answer headers a browser page of another origin may read: when to poll or
+#: retry again, whether its wait was granted, where its job is.
+CORS_EXPOSED = "Retry-After, Preference-Applied, Location"
 
 
 PLATFORM_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -99,6 +102,8 @@ class ApiGuardMiddleware:
             response["Access-Control-Allow-Methods"] = CORS_METHODS
             response["Access-Control-Allow-Headers"] = CORS_HEADERS
             response["Access-Control-Max-Age"] = "600"
+        else:
+            response["Access-Control-Expose-Headers"] = CORS_EXPOSED
         return response
 
 

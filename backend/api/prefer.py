@@ -1,13 +1,39 @@
-"""``Prefer: wait=N`` (RFC 7240): how long a request may wait for a job to end."""
+"""``Prefer: wait=N`` (RFC 7240): how long a request may wait for a job to end.
+
+A long poll holds one of the web process's threads for up to a minute. With
+every thread waiting, nothing else got an answer, not even ``/healthz``: a
+pod whose clients all waited failed its liveness probe and was restarted,
+long polls and all (8 waits on 4 threads: ``/healthz`` silent for 30 s). So
+at most all threads but ``KEPT_THREADS`` wait at once; a request beyond them
+is answered at once, without ``Preference-Applied`` and with ``Retry-After``,
+which a preference allows.
+"""
 
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from rest_framework.request import Request
 
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d{1,6})\"?", re.IGNORECASE)
+
+#: Threads of a web process that never wait: health checks, submits, downloads.
+KEPT_THREADS = 2
+#: Seconds a client whose wait was declined should let pass before it polls again.
+DECLINED_RETRY_AFTER = 1
+
+
+class _Slots:
+    """The process's wait slots; None until gunicorn says how many threads it has."""
+
+    semaphore: threading.BoundedSemaphore | None = None
+
+
+_slots = _Slots()
 
 
 def requested_wait(request: Request) -> int:
@@ -20,3 +46,24 @@ def requested_wait(request: Request) -> int:
     if match is None:
         return 0
     return min(int(match.group(1)), settings.EPHEMERA_MAX_WAIT)
+
+
+def share_threads(threads: int) -> None:
+    """This process serves requests on ``threads`` threads (``backend.web_server``)."""
+    _slots.semaphore = threading.BoundedSemaphore(max(1, threads - KEPT_THREADS))
+
+
+@contextmanager
+def granted_wait(wait: int) -> Iterator[int]:
+    """The seconds this request may wait: ``wait``, or 0 while the slots are all taken."""
+    slots = _slots.semaphore
+    if wait <= 0 or slots is None:
+        yield wait
+        return
+    if not slots.acquire(blocking=False):
+        yield 0
+        return
+    try:
+        yield wait
+    finally:
+        slots.release()

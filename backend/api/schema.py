@@ -89,6 +89,20 @@ RETRY_AFTER = {
     "description": "Seconds to wait before retrying.",
     "schema": {"type": "integer", "minimum": 1},
 }
+#: What an answer to ``Prefer: wait=N`` says of the wait (``backend.api.prefer``).
+WAIT_HEADERS = {
+    "Preference-Applied": {
+        "description": "wait=N, when Prefer: wait=N was honoured.",
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        **RETRY_AFTER,
+        "description": (
+            "Sent instead of Preference-Applied when the service was too busy to hold "
+            "the wait (every wait slot of the web process taken): poll again after it."
+        ),
+    },
+}
 RESULT_TYPES = ("image/png", "image/jpeg", "image/webp")
 E2E_TYPE = envelope.CONTENT_TYPE
 KEYS_SCHEMA: dict[str, Any] = {
@@ -348,10 +362,7 @@ def _submit(operation: dict[str, Any]) -> None:
             "required": True,
             "schema": {"type": "string"},
         },
-        "Preference-Applied": {
-            "description": "wait=N, when Prefer: wait=N was honoured.",
-            "schema": {"type": "string"},
-        },
+        **WAIT_HEADERS,
     }
     responses = operation["responses"]
     responses["201"].update(
@@ -371,6 +382,7 @@ def _poll(operation: dict[str, Any]) -> None:
     _replace_prefer(operation, "wait=N (N <= 60): answer when the job ends or after N seconds.")
     response = operation["responses"]["200"]
     response["description"] = "The job; result.url appears once it succeeded."
+    response["headers"] = {**response.get("headers", {}), **WAIT_HEADERS}
     response["links"] = {name: link for name, link in _links("id").items() if name != "GetJob"}
 
 

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend import e2e
-from backend.api.prefer import requested_wait
+from backend.api.prefer import DECLINED_RETRY_AFTER, granted_wait, requested_wait
 from backend.api.serializers import JobSerializer, JobSubmitSerializer
 from backend.api.throttling import (
     BlockedClientThrottle,
@@ -30,7 +30,10 @@ PREFER = OpenApiParameter(
 )
 
 
-def job_response(record: JobRecord, *, status_code: int, wait: int = 0) -> Response:
+def job_response(
+    record: JobRecord, *, status_code: int, wait: int = 0, declined: bool = False
+) -> Response:
+    """The job body; with ``wait``, the wait it had; ``declined``: asked, not granted."""
     token = store.reveal_token(record) if record.status == "succeeded" else None
     response = Response(
         JobSerializer(record, context={"token": token}).data,
@@ -39,6 +42,8 @@ def job_response(record: JobRecord, *, status_code: int, wait: int = 0) -> Respo
     )
     if wait:
         response["Preference-Applied"] = f"wait={wait}"
+    elif declined and not record.terminal:
+        response["Retry-After"] = str(DECLINED_RETRY_AFTER)
     return response
 
 
@@ -66,21 +71,25 @@ class JobCreateView(APIView):
                 webhook=form.validated_data.get("webhook"),
             )
             verdict.checked = not record.e2e
-        wait = requested_wait(request)
-        if wait:
-            record = services.job_get(
-                client=api_client(request), job_id=record.id, wait=wait, known=record
-            )
+        asked = requested_wait(request)
+        with granted_wait(asked) as wait:
+            if wait:
+                record = services.job_get(
+                    client=api_client(request), job_id=record.id, wait=wait, known=record
+                )
         code = status.HTTP_201_CREATED if record.terminal else status.HTTP_202_ACCEPTED
-        return job_response(record, status_code=code, wait=wait)
+        return job_response(record, status_code=code, wait=wait, declined=asked > wait)
 
 
 class JobDetailView(APIView):
     @extend_schema(parameters=[PREFER], responses={200: JobSerializer}, summary="Poll a job")
     def get(self, request: Request, job_id: str) -> Response:
-        wait = requested_wait(request)
-        record = services.job_get(client=api_client(request), job_id=job_id, wait=wait)
-        return job_response(record, status_code=status.HTTP_200_OK, wait=wait)
+        asked = requested_wait(request)
+        with granted_wait(asked) as wait:
+            record = services.job_get(client=api_client(request), job_id=job_id, wait=wait)
+        return job_response(
+            record, status_code=status.HTTP_200_OK, wait=wait, declined=asked > wait
+        )
 
     @extend_schema(responses={204: None}, summary="Delete everything about a job now")
     def delete(self, request: Request, job_id: str) -> Response:

@@ -328,6 +328,9 @@
       if (state.job === null) return { status: "cancelled" };
       const response = await api("GET", "/jobs/" + job.id, { Prefer: "wait=" + POLL_SECONDS });
       job = await response.json();
+      // Too busy to hold the poll, the service answered at once: wait as it asks.
+      const pollAfter = Number(response.headers.get("Retry-After") || 0);
+      if (pollAfter > 0) await new Promise((done) => setTimeout(done, pollAfter * 1000));
     }
     el.progress.value = 100;
     return job;

@@ -123,6 +123,10 @@ def test_an_allowed_origin_gets_cors_on_answers_too(
     assert answer["Access-Control-Allow-Origin"] == "https://app.example"
     assert answer["Vary"] == "Origin"
     assert "Access-Control-Allow-Methods" not in answer
+    # Its page may read when to poll again, and whether its wait was granted.
+    assert {"Retry-After", "Preference-Applied"} <= {
+        name.strip() for name in answer["Access-Control-Expose-Headers"].split(",")
+    }
 
 
 def test_probes_reach_the_platform_paths_by_pod_ip(db: None, redis_conn: redis.Redis) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -45,7 +46,7 @@ def delivered(job_id: str) -> None:
     lifecycle.account(lifecycle.Ending(job_id, "skipped", found=claimed.found))
 
 
-def submit() -> str:
+def submit(admit: Callable[[str], None] | None = None) -> str:
     return lifecycle.submit(
         client_id=1,
         owner=NOBODY,
@@ -53,6 +54,7 @@ def submit() -> str:
         params={},
         header=ImageHeader.of("jpeg", width=1, height=1),
         image=b"\xff\xd8\xff a photo",
+        admit=admit,
     ).id
 
 
@@ -84,6 +86,29 @@ def test_a_submit_that_redis_refuses_leaves_no_trace(
         connection.forget()
     assert (refused.value.status, refused.value.code) == (503, "backend_unavailable")
     assert not JobTrace.objects.exists()
+
+
+def test_a_submit_its_admission_refuses_leaves_nothing(redis_conn: redis.Redis) -> None:
+    from backend.errors import CodedError
+
+    seen: list[str] = []
+
+    def refuse(job_id: str) -> None:
+        # Asked when the job is in Redis, before it is queued.
+        assert store.get_job(job_id) is not None
+        seen.append(job_id)
+        raise CodedError("rate_limited", "Too many jobs in flight.", status=429)
+
+    with pytest.raises(CodedError):
+        submit(admit=refuse)
+
+    [job_id] = seen
+    assert store.get_job(job_id) is None
+    assert not redis_conn.exists(keys.input_key(job_id))
+    bodies = [json.loads(message)["body"] for message in redis_conn.lrange("jobs", 0, -1)]
+    assert not any(job_id in base64.b64decode(body).decode() for body in bodies)
+    assert not JobTrace.objects.filter(id=job_id).exists()
+    assert audited(job_id) == []
 
 
 def test_a_claim_takes_a_queued_job_once(redis_conn: redis.Redis) -> None:

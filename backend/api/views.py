@@ -98,6 +98,10 @@ class JobDetailView(APIView):
 
 
 class ResultView(APIView):
+    # Django answers HEAD with GET, and GET takes the result: a link preview,
+    # a download manager or `curl -I` would have spent the one download.
+    http_method_names = ["get", "options"]
+
     @extend_schema(
         responses={200: OpenApiResponse(description="the result bytes")},
         summary="Download a result, once",

@@ -25,6 +25,8 @@ def test_a_photo_goes_through_cartoonize_once(
     assert job["metrics"]["queued_ms"] >= 0 and job["metrics"]["run_ms"] > 0
     assert job["result"]["content_type"] == "image/jpeg"
 
+    # A HEAD (a link preview, `curl -I`) must not spend the one download.
+    assert alice.api.head(job["result"]["url"]).status_code == 405
     download = alice.api.get(job["result"]["url"])
     assert download.status_code == 200
     assert download["Cache-Control"] == "no-store"

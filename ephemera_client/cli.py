@@ -359,6 +359,15 @@ def _run(client: Client, args: argparse.Namespace, err: Console) -> int:
     if len(args.files) > 1 and args.output is not None and not args.output.is_dir():
         err.print("ephemera: with several files, -o must be an existing directory", markup=False)
         return EXIT_USAGE
+    clash = _same_target(args.files, args.output)
+    if clash is not None:
+        first, second = clash
+        err.print(
+            f"ephemera: {first} and {second} would write the same result file; "
+            "rename one or run them apart (a result downloads only once)",
+            markup=False,
+        )
+        return EXIT_USAGE
     interactive = err.is_terminal and not args.json
     jobs = Jobs()
     outcomes: list[Outcome] = []
@@ -551,6 +560,20 @@ def _fetch(
     with os.fdopen(fd, "wb") as handle:
         handle.write(download.data)
     outcome.output = target
+
+
+def _same_target(files: list[Path], output: Path | None) -> tuple[Path, Path] | None:
+    """Two inputs whose results would land in one file (``_target``), the second
+    overwriting the first; None when every input has a file of its own."""
+    if len(files) > 1 and output is not None and not output.is_dir():
+        return None  # refused already: several files need a directory
+    seen: dict[tuple[Path, str], Path] = {}
+    for source in files:
+        where = ((output or source.parent).resolve(), source.stem)
+        if where in seen:
+            return seen[where], source
+        seen[where] = source
+    return None
 
 
 def _target(source: Path, args: argparse.Namespace, content_type: str) -> Path:

@@ -127,6 +127,23 @@ def test_submits_over_the_keys_in_flight_limit_wait_their_turn(
     assert [json.loads(line)["status"] for line in done.stdout.splitlines()] == ["succeeded"] * 6
 
 
+def test_two_inputs_for_one_result_file_are_refused_before_any_upload(
+    stack: LiveStack, tmp_path: Path, redis_conn: redis.Redis
+) -> None:
+    # Both would be written to out/photo.detect.json: the second result would
+    # overwrite the first, which cannot be downloaded again.
+    for folder in ("a", "b", "out"):
+        (tmp_path / folder).mkdir()
+    photo_file(tmp_path / "a")
+    photo_file(tmp_path / "b")
+
+    done = ephemera(stack, "run", "detect", "a/photo.jpg", "b/photo.jpg", "-o", "out", cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert "a/photo.jpg and b/photo.jpg would write the same result file" in done.stderr
+    assert not list(redis_conn.scan_iter("eph:job:*"))
+
+
 def test_a_failure_is_reported_with_its_code_and_exit_status(
     stack: LiveStack, tmp_path: Path
 ) -> None:

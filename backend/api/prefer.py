@@ -50,7 +50,8 @@ def requested_wait(request: Request) -> int:
 
 def share_threads(threads: int) -> None:
     """This process serves requests on ``threads`` threads (``backend.web_server``)."""
-    _slots.semaphore = threading.BoundedSemaphore(max(1, threads - KEPT_THREADS))
+    # Two threads or fewer: no request waits, and polls come back each second.
+    _slots.semaphore = threading.BoundedSemaphore(max(0, threads - KEPT_THREADS))
 
 
 @contextmanager

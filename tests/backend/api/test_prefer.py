@@ -52,6 +52,15 @@ def test_all_threads_but_two_may_wait_at_once() -> None:
         assert again == 30
 
 
+def test_a_process_of_two_threads_lets_no_request_wait() -> None:
+    prefer.share_threads(2)
+    try:
+        with prefer.granted_wait(30) as granted:
+            assert granted == 0
+    finally:
+        prefer._slots.semaphore = None
+
+
 @pytest.fixture(scope="module")
 def web_of_four_threads(web: tuple[Stack, int]) -> tuple[Stack, Process, str]:
     """A web process of the gunicorn stack with four threads; no worker ends its jobs."""

@@ -28,8 +28,10 @@ from gunicorn.workers.gthread import ThreadWorker
 from backend.errors import SERVER_FAILURE, error_body
 from backend.logs import logging_config
 
+#: Our own failure: status, reason, code, message.
+_FAILURE = (500, "Internal Server Error", "internal_error", SERVER_FAILURE)
 #: What gunicorn refuses by itself, first match wins: status, reason, code, message.
-_REFUSALS: tuple[tuple[type[Exception], int, str, str, str], ...] = (
+_REFUSALS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], int, str, str, str], ...] = (
     (
         errors.LimitRequestLine,
         414,
@@ -60,15 +62,14 @@ _REFUSALS: tuple[tuple[type[Exception], int, str, str, str], ...] = (
     ),
     # A header the application tried to send, and a server misconfiguration,
     # are our failures, not the client's (both are ParseExceptions too).
-    (errors.InvalidResponseHeader, 500, "Internal Server Error", "internal_error", SERVER_FAILURE),
     (
-        errors.InvalidResponseHeaderName,
-        500,
-        "Internal Server Error",
-        "internal_error",
-        SERVER_FAILURE,
+        (
+            errors.InvalidResponseHeader,
+            errors.InvalidResponseHeaderName,
+            errors.ConfigurationProblem,
+        ),
+        *_FAILURE,
     ),
-    (errors.ConfigurationProblem, 500, "Internal Server Error", "internal_error", SERVER_FAILURE),
     (
         errors.ParseException,
         400,
@@ -84,8 +85,6 @@ _SECURITY_HEADERS = (
     "Referrer-Policy: no-referrer",
     "Cache-Control: no-store",
 )
-_FAILURE = (500, "Internal Server Error", "internal_error", SERVER_FAILURE)
-
 # Read by gunicorn from this module; the rest of its settings are in bin/ephemera.
 worker_class = "backend.web_server.Worker"
 logger_class = "backend.web_server.Logger"

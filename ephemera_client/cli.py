@@ -565,8 +565,6 @@ def _fetch(
 def _same_target(files: list[Path], output: Path | None) -> tuple[Path, Path] | None:
     """Two inputs whose results would land in one file (``_target``), the second
     overwriting the first; None when every input has a file of its own."""
-    if len(files) > 1 and output is not None and not output.is_dir():
-        return None  # refused already: several files need a directory
     seen: dict[tuple[Path, str], Path] = {}
     for source in files:
         where = ((output or source.parent).resolve(), source.stem)

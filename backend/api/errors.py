@@ -96,7 +96,7 @@ def _respond(status_code: int, code: str, message: str, exc: Exception | None) -
     # Throttled exceptions of DRF's own carry their wait as ``wait``.
     wait = exc.retry_after if isinstance(exc, CodedError) else getattr(exc, "wait", None)
     if wait is not None:
-        response["Retry-After"] = str(max(1, int(wait + 0.999)))
+        response["Retry-After"] = _whole_seconds(wait)
     auth_header = getattr(exc, "auth_header", None)
     if auth_header:
         response["WWW-Authenticate"] = auth_header
@@ -108,6 +108,19 @@ def _respond(status_code: int, code: str, message: str, exc: Exception | None) -
 
 def _json(status_code: int, code: str, message: str) -> JsonResponse:
     return JsonResponse(error_body(code, message), status=status_code)
+
+
+def coded_json(error: CodedError) -> JsonResponse:
+    """A ``CodedError`` answered outside DRF (middleware), ``Retry-After`` included."""
+    response = _json(error.status, error.code, error.message)
+    if error.retry_after is not None:
+        response["Retry-After"] = _whole_seconds(error.retry_after)
+    return response
+
+
+def _whole_seconds(seconds: float) -> str:
+    """``Retry-After`` in whole seconds, rounded up, at least 1."""
+    return str(max(1, int(seconds + 0.999)))
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

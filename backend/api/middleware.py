@@ -14,7 +14,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from backend import abuse, metrics
-from backend.errors import backend_unavailable, error_body
+from backend.api.errors import ApiError, coded_json
+from backend.errors import backend_unavailable
 from backend.pseudonyms import subject_hash
 
 API_PREFIX = "/api/"
@@ -66,9 +67,7 @@ class ApiGuardMiddleware:
         try:
             refused = self._refuse_by_ip(request)
         except redis.RedisError:
-            busy = backend_unavailable()
-            refused = JsonResponse(error_body(busy.code, busy.message), status=busy.status)
-            refused["Retry-After"] = str(busy.retry_after)
+            refused = coded_json(backend_unavailable())
         response = refused or self.get_response(request)
         # Jobs, results and errors all describe one person's photo: never cache.
         response["Cache-Control"] = "no-store"
@@ -110,6 +109,4 @@ class ApiGuardMiddleware:
 def _too_many(code: str, message: str, retry_after: float) -> JsonResponse:
     if code == "temporarily_blocked":
         metrics.inc("ephemera_blocked_total")
-    response = JsonResponse(error_body(code, message), status=429)
-    response["Retry-After"] = str(max(1, int(retry_after + 0.999)))
-    return response
+    return coded_json(ApiError(429, code, message, retry_after=retry_after))

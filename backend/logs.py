@@ -69,7 +69,10 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                line[key] = value if isinstance(value, int | float | bool | None) else str(value)
+                # An extra never replaces the line's own fields (an ``event`` extra
+                # once hid which event a line was); it is kept beside them.
+                field = f"extra_{key}" if key in line else key
+                line[field] = value if isinstance(value, int | float | bool | None) else str(value)
         if record.exc_text:
             line["error"] = record.exc_text
         elif record.exc_info and record.exc_info[1] is not None:

@@ -173,7 +173,7 @@ def deliver(event_id: str, *, attempt: int = 0, now: float | None = None) -> Att
         crypto.open_sealed(blob, keyring=crypto.keyring(), purpose="hook", subject=event_id)
     )
     now = time.time() if now is None else now
-    log = {"event": hashed_id(event_id), "attempt": attempt}
+    log = {"hook": hashed_id(event_id), "attempt": attempt}
     secrets_ = webhook_secrets(client_id=int(event["client"]))
     if not secrets_:
         redis_client().delete(key)

@@ -52,3 +52,9 @@ def test_an_exception_keeps_its_type_and_loses_its_secrets(settings: object) -> 
     line = json.loads(JsonFormatter().format(record))
     assert line["error"].startswith("ValueError")
     assert "Z" * 43 not in line["error"]
+
+
+def test_an_extra_never_replaces_the_lines_own_fields(settings: object) -> None:
+    line = render("webhook_retry", event="a1b2", level="custom", attempt=1)
+    assert (line["event"], line["level"]) == ("webhook_retry", "info")
+    assert (line["extra_event"], line["extra_level"], line["attempt"]) == ("a1b2", "custom", 1)

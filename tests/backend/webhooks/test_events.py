@@ -16,6 +16,7 @@ from backend.clients.webhook_secrets import webhook_secret_issue
 from backend.ephemeral import keys, tokens
 from backend.ephemeral.records import JobRecord
 from backend.isotime import iso_utc
+from backend.pseudonyms import hashed_id
 from backend.webhooks import events
 from tests.webhook_receiver import Receiver, receiver
 
@@ -118,7 +119,9 @@ def test_a_failed_job_carries_its_error(client_name: str, hook: Receiver) -> Non
     assert body["error"] == {"code": "time_limit", "message": "The job ran out of time."}
 
 
-def test_it_retries_after_a_500_with_the_same_webhook_id(client_name: str) -> None:
+def test_it_retries_after_a_500_with_the_same_webhook_id(
+    client_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     secret = webhook_secret_issue(name=client_name)
     with receiver(answers=[500]) as hook:
         event_id = events.create_event(ended_job(hook.url(), client_name), status="succeeded")
@@ -132,6 +135,13 @@ def test_it_retries_after_a_500_with_the_same_webhook_id(client_name: str) -> No
     assert one.headers["webhook-id"] == two.headers["webhook-id"] == event_id
     assert one.body == two.body
     Webhook(secret).verify(two.body, two.headers)
+    logged = [
+        (r.getMessage(), getattr(r, "hook", None), getattr(r, "attempt", None))
+        for r in caplog.records
+        if r.name == events.logger.name
+    ]
+    hook_id = hashed_id(event_id)
+    assert logged == [("webhook_retry", hook_id, 0), ("webhook_delivered", hook_id, 1)]
 
 
 def test_backoff_doubles_up_to_an_hour() -> None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start the whole stack with honcho: redis, web, worker, beat, flower.
+# Start the whole stack with honcho: redis, web, worker, webhooks, beat, flower.
 # Prints the web URL, a fresh demo API key and the Flower credentials first.
 # Ctrl-C stops every process (honcho forwards the signal and waits for them).
 set -euo pipefail

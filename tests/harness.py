@@ -381,19 +381,24 @@ def _waits_on_a_pipe(pid: int) -> bool:
         return True
 
 
-def start_worker(env: Mapping[str, str], *, log_dir: Path, timeout: float = 120) -> Process:
-    """A worker node through ``bin/ephemera worker``, returned once its models are loaded."""
-    ready = Path(env["EPHEMERA_HEALTH_DIR"]) / "worker.ready"
+def start_worker(
+    env: Mapping[str, str], *, log_dir: Path, timeout: float = 120, role: str = "worker"
+) -> Process:
+    """A Celery worker through ``bin/ephemera {role}``, returned once it can work: a job
+    worker (``worker``) once its models are loaded and its pool is up, the webhook
+    sender (``webhooks``) once it consumes."""
+    ready = Path(env["EPHEMERA_HEALTH_DIR"]) / f"{role}.ready"
     ready.unlink(missing_ok=True)
-    worker = Process.start("worker", env=env, log_dir=log_dir)
-    worker.hostname = env.get("WORKER_HOSTNAME", "")
+    worker = Process.start(role, env=env, log_dir=log_dir)
+    worker.hostname = env.get("WEBHOOK_HOSTNAME" if role == "webhooks" else "WORKER_HOSTNAME", "")
+    pool = int(env.get("WORKER_CONCURRENCY", 1)) if role == "worker" else 0
 
     def started() -> bool:
         worker.ensure_running()
-        return ready.exists() and len(worker.children()) >= int(env.get("WORKER_CONCURRENCY", 1))
+        return ready.exists() and len(worker.children()) >= pool
 
     try:
-        wait_until(started, timeout=timeout, message="the worker did not start")
+        wait_until(started, timeout=timeout, message=f"the {role} process did not start")
     except AssertionError:
         worker.stop()
         raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +27,11 @@ class Receiver:
     #: Where a 3xx answer points (its Location).
     location: str = ""
     received: list[Received] = field(default_factory=list)
+    #: Never answer: hold each POST's connection open, as a tarpit does.
+    hold: bool = False
+    #: How many held connections their sender closed (gave up on).
+    abandoned: int = 0
+    released: threading.Event = field(default_factory=threading.Event)
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -38,8 +45,18 @@ class Receiver:
 
 
 @contextmanager
-def receiver(answers: list[int] | None = None, location: str = "") -> Iterator[Receiver]:
-    state = Receiver(port=0, answers=list(answers or []), location=location)
+def receiver(
+    answers: list[int] | None = None, location: str = "", *, hold: bool = False
+) -> Iterator[Receiver]:
+    state = Receiver(port=0, answers=list(answers or []), location=location, hold=hold)
+
+    def held(connection: socket.socket) -> None:
+        """Wait, unanswered, until the receiver closes or the sender hangs up."""
+        while not state.released.wait(0.05):
+            readable, _, _ = select.select([connection], [], [], 0)
+            if readable and not connection.recv(1, socket.MSG_PEEK):
+                state.abandoned += 1
+                return
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -48,6 +65,10 @@ def receiver(answers: list[int] | None = None, location: str = "") -> Iterator[R
             state.received.append(
                 Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             )
+            if state.hold:
+                held(self.connection)
+                self.close_connection = True
+                return
             status = state.answers.pop(0) if state.answers else 204
             self.send_response(status)
             if 300 <= status < 400:
@@ -65,6 +86,7 @@ def receiver(answers: list[int] | None = None, location: str = "") -> Iterator[R
     try:
         yield state
     finally:
+        state.released.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

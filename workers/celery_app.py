@@ -1,7 +1,10 @@
-"""The worker's Celery app: the web's broker settings plus what only workers need.
+"""The workers' Celery app: the web's broker settings plus what only workers need.
 
-Importing this module is cheap (no torch). The worker loads every model once,
-in its parent process, before it forks its pool (see ``workers.registry``).
+Importing this module is cheap (no torch) and registers no task: each worker
+role includes the module of its own tasks (``bin/ephemera``), ``workers.tasks``
+(jobs and maintenance; it loads every model before it forks its pool) or
+``workers.webhook_tasks`` (deliveries; no model, no photo). Beat and Flower
+need none, as they only send or watch tasks by name.
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ django.setup()
 from celery import Celery  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from backend.jobs.queue import MAINTENANCE_QUEUE, broker_settings  # noqa: E402
+from backend.jobs.queue import (  # noqa: E402
+    MAINTENANCE_QUEUE,
+    WEBHOOKS_QUEUE,
+    broker_settings,
+)
 
 app = Celery("ephemera")
 app.conf.update(
@@ -41,14 +48,14 @@ app.conf.update(
     worker_send_task_events=True,
     task_send_sent_event=True,
     task_routes={
-        name: {"queue": MAINTENANCE_QUEUE}
-        for name in (
-            "workers.sweep",
-            "workers.privacy_audit",
-            "workers.audit_purge",
-            "workers.deliver_webhook",
-            "workers.webhook_due",
-        )
+        **{
+            name: {"queue": MAINTENANCE_QUEUE}
+            for name in ("workers.sweep", "workers.privacy_audit", "workers.audit_purge")
+        },
+        **{
+            name: {"queue": WEBHOOKS_QUEUE}
+            for name in ("workers.deliver_webhook", "workers.webhook_due")
+        },
     },
     beat_schedule={
         "sweep": {"task": "workers.sweep", "schedule": 60.0, "options": {"expires": 55}},
@@ -68,5 +75,4 @@ app.conf.update(
             "options": {"expires": 3600},
         },
     },
-    include=["workers.tasks"],
 )

@@ -1,4 +1,6 @@
-"""Celery tasks: thin adapters that take an id, call a function and own retries.
+"""The job worker's Celery tasks (``bin/ephemera worker``): thin
+adapters that take an id, call a function and own retries. Webhook deliveries
+have their own worker, ``workers.webhook_tasks``.
 
 Messages carry the job id only; ``argsrepr`` shows a hashed id, so Flower and
 the worker's own logs never display even that.
@@ -24,7 +26,6 @@ from backend.env import ConfigError
 from backend.errors import job_error
 from backend.jobs import lifecycle
 from backend.pseudonyms import hashed_id
-from backend.webhooks import events
 from workers import e2e, health, isolation, limits, registry, sweeper, warm_up
 from workers.celery_app import app
 from workers.model_files import ModelFileError
@@ -106,20 +107,6 @@ def sweep() -> None:
     logger.info("sweep_done", extra=sweeper.sweep())
 
 
-@app.task(name="workers.deliver_webhook", ignore_result=True)
-def deliver_webhook(event_id: str, attempt: int = 0) -> None:
-    tried = events.deliver(event_id, attempt=attempt)
-    if tried.outcome == "retry":
-        events.retry_later(event_id, attempt=attempt + 1, delay=tried.delay)
-
-
-@app.task(name="workers.webhook_due", ignore_result=True)
-def webhook_due() -> None:
-    released = events.release_due()
-    if released:
-        logger.info("webhook_due_released", extra={"released": released})
-
-
 @app.task(name="workers.privacy_audit", ignore_result=True)
 def privacy_audit() -> None:
     # Every check is reported, zeros included, so a fixed finding resets its gauge.
@@ -156,12 +143,12 @@ def _load_models(**_: Any) -> None:
     gc.freeze()
     if settings.EPHEMERA_ISOLATE_JOBS:
         isolation.start_node_fork_server()
-    health.mark_ready()
+    health.mark_ready("worker")
 
 
 @signals.worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
-    health.start_heartbeat(getattr(sender, "hostname", None) or "worker")
+    health.start_heartbeat("worker", counted_as=getattr(sender, "hostname", None) or "worker")
 
 
 @signals.worker_process_init.connect

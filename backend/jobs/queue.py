@@ -20,7 +20,11 @@ RUN_JOB = "workers.run_job"
 DELIVER_WEBHOOK = "workers.deliver_webhook"
 JOBS_QUEUE = "jobs"
 MAINTENANCE_QUEUE = "maintenance"
-QUEUES = (JOBS_QUEUE, MAINTENANCE_QUEUE)
+#: Deliveries wait on the client's server (up to ``backend.webhooks.http``'s
+#: timeout), so their own process (``bin/ephemera webhooks``) takes them: a slow
+#: receiver never holds a job's pool process, and the job workers need no egress.
+WEBHOOKS_QUEUE = "webhooks"
+QUEUES = (JOBS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE)
 
 
 def broker_settings() -> dict[str, Any]:
@@ -88,7 +92,7 @@ def enqueue_webhook(event_id: str, *, attempt: int = 0, countdown: float | None 
     producer().send_task(
         DELIVER_WEBHOOK,
         args=[event_id, attempt],
-        queue=MAINTENANCE_QUEUE,
+        queue=WEBHOOKS_QUEUE,
         countdown=countdown,
         argsrepr=f"(hook:{hashed_id(event_id)}, {attempt})",
         kwargsrepr="{}",

@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Container health check for every Ephemera role: ``ephemera-healthcheck [ROLE]``.
 
-The image runs one of five processes (``bin/ephemera web|worker|beat|flower|
-migrate``), but a Dockerfile has one HEALTHCHECK. Without an argument this
+The image runs one of six processes (``bin/ephemera web|worker|webhooks|beat|
+flower|migrate``), but a Dockerfile has one HEALTHCHECK. Without an argument this
 script reads PID 1's command line (bin/ephemera ``exec``s, so PID 1 *is* gunicorn
 or celery) to tell which role it checks. Exit 0 healthy, 1 unhealthy.
 
 - web: ``GET /healthz`` answers 200 (Host: localhost, which must be in
   DJANGO_ALLOWED_HOSTS: Django rejects any other Host, the pod IP included).
-- worker: delegates to ``python -m workers.healthcheck --alive`` (heartbeat file,
-  no broker round trip).
+- worker, webhooks: delegates to ``python -m workers.healthcheck --alive --role
+  ROLE`` (the role's heartbeat file, no broker round trip).
 - beat: the schedule file was written recently. Beat sends the sweeper every
   minute and syncs its schedule to disk at least every 3 minutes while it does.
 - flower: ``GET /healthcheck`` answers 200 (Flower serves it without auth).
@@ -30,7 +30,9 @@ from pathlib import Path
 
 BEAT_SCHEDULE = Path("/tmp/ephemera-beat-schedule")  # noqa: S108 - bin/ephemera's path
 BEAT_MAX_AGE_SECONDS = 600.0
-ROLES = ("web", "worker", "beat", "flower", "migrate")
+ROLES = ("web", "worker", "webhooks", "beat", "flower", "migrate")
+#: The task module each celery worker role includes (bin/ephemera).
+WORKER_MODULES = {"workers.tasks": "worker", "workers.webhook_tasks": "webhooks"}
 
 
 def role_from_cmdline(argv: list[str]) -> str | None:
@@ -42,8 +44,14 @@ def role_from_cmdline(argv: list[str]) -> str | None:
         # The celery subcommand is the first of these words on the command line.
         for word in argv:
             if word in ("worker", "beat", "flower"):
-                return word
-        return None
+                break
+        else:
+            return None
+        if word != "worker":
+            return word
+        return next((WORKER_MODULES[arg] for arg in argv if arg in WORKER_MODULES), None)
+    if "workers.flower" in argv:  # python -m workers.flower, which runs celery flower
+        return "flower"
     if "manage.py" in names and "migrate" in argv:
         return "migrate"
     return None
@@ -65,9 +73,11 @@ def check_http(port: int, path: str, timeout: float = 4.0) -> bool:
         return False
 
 
-def check_worker() -> bool:
-    done = subprocess.run(
-        [sys.executable, "-m", "workers.healthcheck", "--alive"], check=False, timeout=20
+def check_worker(role: str) -> bool:
+    done = subprocess.run(  # noqa: S603 - our own module; role is one of ROLES
+        [sys.executable, "-m", "workers.healthcheck", "--alive", "--role", role],
+        check=False,
+        timeout=20,
     )
     return done.returncode == 0
 
@@ -90,8 +100,8 @@ def check_beat(
 def check(role: str) -> bool:
     if role == "web":
         return check_http(int(os.environ.get("PORT", "8000")), "/healthz")
-    if role == "worker":
-        return check_worker()
+    if role in ("worker", "webhooks"):
+        return check_worker(role)
     if role == "beat":
         return check_beat()
     if role == "flower":

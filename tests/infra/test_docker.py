@@ -14,7 +14,7 @@ import yaml
 from tests.infra.conftest import DOCKER, ROOT, healthcheck
 
 Obj = dict[str, Any]
-APP_SERVICES = ("migrate", "web", "worker", "beat", "flower")
+APP_SERVICES = ("migrate", "web", "worker", "webhooks", "beat", "flower")
 
 
 def _stages() -> dict[str, list[str]]:
@@ -76,10 +76,19 @@ def test_the_runtime_has_no_compilers_and_no_package_installs() -> None:
 
 def test_bin_ephemera_execs_every_role() -> None:
     script = (ROOT / "bin" / "ephemera").read_text(encoding="utf-8")
-    for role in ("web", "worker", "beat", "flower", "migrate"):
+    for role in healthcheck.ROLES:
         branch = re.search(rf"^\s*{role}\)\n(.*?);;", script, re.MULTILINE | re.DOTALL)
         assert branch, role
         assert "exec " in branch[1], f"{role} must exec so that SIGTERM reaches it"
+
+
+def test_the_health_check_tells_each_celery_worker_role_from_its_command() -> None:
+    script = (ROOT / "bin" / "ephemera").read_text(encoding="utf-8")
+    for role in ("worker", "webhooks"):
+        branch = re.search(rf"^\s*{role}\)\n(.*?);;", script, re.MULTILINE | re.DOTALL)
+        assert branch, role
+        command = re.sub(r"\\\n", " ", branch[1].split("exec ", 1)[1]).split()
+        assert healthcheck.role_from_cmdline(command) == role
 
 
 def test_the_build_context_keeps_out_secrets_and_local_state() -> None:
@@ -171,9 +180,18 @@ def test_compose_secrets_come_from_an_ignored_env_file(compose: Obj) -> None:
     ("argv", "role"),
     [
         (["/app/.venv/bin/python", "/app/.venv/bin/gunicorn", "backend.wsgi:application"], "web"),
-        (["/app/.venv/bin/python", "/app/.venv/bin/celery", "--app", "x:app", "worker"], "worker"),
+        (
+            ["/app/.venv/bin/celery", "--app", "a:app", "worker", "--include", "workers.tasks"],
+            "worker",
+        ),
+        (
+            ["/app/.venv/bin/celery", "--app", "a:app", "worker", "-I", "workers.webhook_tasks"],
+            "webhooks",
+        ),
+        (["/app/.venv/bin/python", "/app/.venv/bin/celery", "--app", "x:app", "worker"], None),
         (["/app/.venv/bin/python", "/app/.venv/bin/celery", "--app", "x:app", "beat"], "beat"),
         (["/app/.venv/bin/python", "/app/.venv/bin/celery", "--app", "x:app", "flower"], "flower"),
+        (["/app/.venv/bin/python", "-m", "workers.flower", "--port=5555"], "flower"),
         (["python", "manage.py", "migrate", "--noinput"], "migrate"),
         (["/bin/sh"], None),
     ],

@@ -76,7 +76,7 @@ def test_the_workload_selectors_never_change(objects: list[Obj]) -> None:
 
 
 def test_each_role_runs_through_the_one_entrypoint(objects: list[Obj]) -> None:
-    for name in ("web", "worker", "beat", "flower"):
+    for name in ("web", "worker", "webhooks", "beat", "flower"):
         container = _container(objects, "Deployment", name)
         assert "command" not in container, "the image's ENTRYPOINT is bin/ephemera"
         assert container["args"] == [name]
@@ -107,6 +107,13 @@ def test_worker_startup_covers_model_loading_and_liveness_skips_the_broker(
     ]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert "celery" not in " ".join(worker[probe]["exec"]["command"])
+
+
+def test_the_webhook_sender_probes_its_own_files(objects: list[Obj]) -> None:
+    sender = _container(objects, "Deployment", "webhooks")
+    for probe, state in (("livenessProbe", "--alive"), ("readinessProbe", "--ready")):
+        command = sender[probe]["exec"]["command"]
+        assert command == ["python", "-m", "workers.healthcheck", state, "--role", "webhooks"]
 
 
 def test_beat_runs_exactly_once_and_is_recreated(objects: list[Obj]) -> None:
@@ -229,7 +236,7 @@ def test_only_the_app_processes_reach_redis(objects: list[Obj]) -> None:
         for component, labels in pods.items()
         if any(_selects(selector, labels) for selector in in_namespace)
     } - {"redis"}
-    assert allowed == {"web", "worker", "beat", "flower"}
+    assert allowed == {"web", "worker", "webhooks", "beat", "flower"}
 
 
 def test_only_the_ingress_controller_reaches_the_web_and_nothing_reaches_flower(
@@ -247,7 +254,7 @@ def test_only_the_ingress_controller_reaches_the_web_and_nothing_reaches_flower(
 
 def test_clients_may_resolve_names_and_connect_to_redis(objects: list[Obj]) -> None:
     pods = _pods_by_component(objects)
-    for component in ("web", "worker", "beat", "flower"):
+    for component in ("web", "worker", "webhooks", "beat", "flower"):
         egress_ports = set()
         for policy in _policies(objects):
             spec = policy["spec"]
@@ -255,6 +262,35 @@ def test_clients_may_resolve_names_and_connect_to_redis(objects: list[Obj]) -> N
                 for rule in spec.get("egress", []):
                     egress_ports |= {p["port"] for p in rule.get("ports", [])}
         assert {53, 6379} <= egress_ports, component
+
+
+def _egress_rules(objects: list[Obj], labels: dict[str, str]) -> list[Obj]:
+    return [
+        rule
+        for policy in _policies(objects)
+        if "Egress" in policy["spec"]["policyTypes"]
+        and _selects(policy["spec"]["podSelector"], labels)
+        for rule in policy["spec"].get("egress", [])
+    ]
+
+
+def test_only_the_webhook_sender_may_leave_the_cluster(objects: list[Obj]) -> None:
+    # The workers hold decrypted photos: no way out but the database's port, so a
+    # bug (or an exploit) in a model's code has nowhere to send one.
+    def outward_ports(labels: dict[str, str]) -> set[int]:
+        return {
+            port["port"]
+            for rule in _egress_rules(objects, labels)
+            if not rule.get("to") or any("ipBlock" in peer for peer in rule["to"])
+            for port in rule["ports"]
+        } - {5432}
+
+    outward = {
+        component: ports
+        for component, labels in _pods_by_component(objects).items()
+        if (ports := outward_ports(labels))
+    }
+    assert outward == {"webhooks": {443}}
 
 
 # --- Ingress -----------------------------------------------------------------------
@@ -307,7 +343,7 @@ def test_the_ingress_routes_only_the_api_to_the_web(overlay: str) -> None:
 
 def test_the_base_renders_with_every_workload() -> None:
     objects = render(K8S / "base")
-    for name in ("web", "worker", "beat", "flower", "redis"):
+    for name in ("web", "worker", "webhooks", "beat", "flower", "redis"):
         find(objects, "Deployment", name)
     find(objects, "Job", "migrate")
 

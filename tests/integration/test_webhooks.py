@@ -1,10 +1,14 @@
-"""End to end: a job through the real web and worker ends with a signed POST to its webhook."""
+"""End to end: a job through the real web and worker ends with a signed POST to its
+webhook, sent by the real webhook sender (``bin/ephemera webhooks``)."""
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
@@ -12,17 +16,36 @@ import pytest
 import redis
 from standardwebhooks.webhooks import Webhook
 
+from backend.jobs.queue import JOBS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE
 from tests.conftest import portrait
-from tests.harness import manage
+from tests.harness import Process, manage, start_worker, wait_until
 from tests.integration.helpers import pause_consumers, resume_consumers
 from tests.integration.live_stack import LiveStack, live_stack
 from tests.webhook_receiver import Receiver, receiver
+from workers.celery_app import app
 
 __all__ = ["live_stack"]
 
 
+@pytest.fixture(scope="module")
+def webhook_sender(
+    live_stack: LiveStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Process]:
+    env = {
+        **live_stack.env,
+        "WEBHOOK_HOSTNAME": f"hooks-{uuid.uuid4().hex[:6]}@{socket.gethostname()}",
+        # Given to it on purpose: bin/ephemera must drop it.
+        "EPHEMERA_E2E_PRIVATE_KEYS": "w1:" + "A" * 43,
+    }
+    sender = start_worker(env, log_dir=tmp_path_factory.mktemp("webhooks"), role="webhooks")
+    yield sender
+    sender.stop()
+
+
 @pytest.fixture
-def hooked_client(live_stack: LiveStack, redis_conn: redis.Redis) -> tuple[str, str]:
+def hooked_client(
+    live_stack: LiveStack, webhook_sender: Process, redis_conn: redis.Redis
+) -> tuple[str, str]:
     """A client of the live stack with a webhook secret: its API key and the secret."""
     name = f"hooks-{uuid.uuid4().hex[:8]}"
     key = manage(live_stack.env, "create_api_key", "--name", name, "--tier", "standard").strip()
@@ -118,3 +141,59 @@ def test_a_job_redis_lost_posts_failed_lost(
     body = Webhook(secret).verify(post.body, post.headers)
     assert (body["id"], body["status"]) == (job_id, "failed")
     assert body["error"]["code"] == "lost"
+
+
+def _submit(live_stack: LiveStack, key: str, **data: str) -> httpx.Response:
+    return httpx.post(
+        f"{live_stack.url}/api/v1/jobs",
+        headers={"Authorization": f"Bearer {key}", "Prefer": "wait=60"},
+        files={"image": ("photo.jpg", jpeg_bytes(), "image/jpeg")},
+        data={"task": "detect", **data},
+        timeout=90,
+    )
+
+
+def test_a_receiver_that_never_answers_holds_up_no_job(
+    live_stack: LiveStack, hooked_client: tuple[str, str]
+) -> None:
+    # The session's worker has one pool process: were deliveries its work, a
+    # tarpit would keep the next job waiting until the delivery gave up.
+    key, _ = hooked_client
+    with receiver(hold=True) as tarpit:
+        first = _submit(live_stack, key, webhook=tarpit.url())
+        assert first.json()["status"] == "succeeded"
+        tarpit.wait_for(1)
+        second = _submit(live_stack, key)
+        assert second.json()["status"] == "succeeded"
+        assert tarpit.abandoned == 0, "the next job waited for the delivery to give up"
+
+
+def _inspect(command: str, process: Process) -> Any:
+    """What a running Celery worker answers to a remote-control inspection."""
+
+    def answer() -> Any:
+        inspect = app.control.inspect(destination=[process.hostname], timeout=1)
+        return (getattr(inspect, command)() or {}).get(process.hostname)
+
+    return wait_until(answer, timeout=15, message=f"no answer to {command}", interval=0)
+
+
+def test_deliveries_and_jobs_run_in_separate_processes(
+    live_stack: LiveStack, webhook_sender: Process
+) -> None:
+    def queues(process: Process) -> set[str]:
+        return {queue["name"] for queue in _inspect("active_queues", process)}
+
+    assert queues(webhook_sender) == {WEBHOOKS_QUEUE}
+    assert set(_inspect("registered", webhook_sender)) == {
+        "workers.deliver_webhook",
+        "workers.webhook_due",
+    }
+    assert queues(live_stack.worker) == {JOBS_QUEUE, MAINTENANCE_QUEUE}
+    assert "workers.deliver_webhook" not in _inspect("registered", live_stack.worker)
+    # The sender never loads a model and never holds a key that opens a photo.
+    maps = Path(f"/proc/{webhook_sender.pid}/maps").read_text()
+    assert "libtorch" not in maps
+    assert "opencv" not in maps.lower()
+    environ = Path(f"/proc/{webhook_sender.pid}/environ").read_bytes()
+    assert b"E2E_PRIVATE" not in environ

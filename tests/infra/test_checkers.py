@@ -172,7 +172,8 @@ def _alert_rules() -> list[dict[str, Any]]:
 
 def test_the_alerts_cover_what_issue_5_asks_for() -> None:
     expressions = {r["alert"]: r["expr"] for r in _alert_rules()}
-    assert "ephemera_queue_length" in expressions["EphemeraQueueBacklogGrowing"]
+    assert 'queue="jobs"' in expressions["EphemeraQueueBacklogGrowing"]
+    assert 'queue="webhooks"' in expressions["EphemeraWebhookBacklogGrowing"]
     assert 'status="failed"' in expressions["EphemeraJobFailureRatioHigh"]
     assert 'kind="no_ttl"' in expressions["EphemeraKeysWithoutTTL"]
     assert "ephemera_workers_up" in expressions["EphemeraWorkersDown"]

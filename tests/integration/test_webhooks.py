@@ -27,17 +27,20 @@ from workers.celery_app import app
 __all__ = ["live_stack"]
 
 
-@pytest.fixture(scope="module")
-def webhook_sender(
-    live_stack: LiveStack, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Process]:
+def start_sender(live_stack: LiveStack, log_dir: Path) -> Process:
     env = {
         **live_stack.env,
         "WEBHOOK_HOSTNAME": f"hooks-{uuid.uuid4().hex[:6]}@{socket.gethostname()}",
         # Given to it on purpose: bin/ephemera must drop it.
         "EPHEMERA_E2E_PRIVATE_KEYS": "w1:" + "A" * 43,
     }
-    sender = start_worker(env, log_dir=tmp_path_factory.mktemp("webhooks"), role="webhooks")
+    return start_worker(env, log_dir=log_dir, role="webhooks")
+
+
+@pytest.fixture
+def webhook_sender(live_stack: LiveStack, tmp_path: Path) -> Iterator[Process]:
+    """A webhook sender of the test's own (it starts in about a second)."""
+    sender = start_sender(live_stack, tmp_path)
     yield sender
     sender.stop()
 
@@ -197,3 +200,26 @@ def test_deliveries_and_jobs_run_in_separate_processes(
     assert "opencv" not in maps.lower()
     environ = Path(f"/proc/{webhook_sender.pid}/environ").read_bytes()
     assert b"E2E_PRIVATE" not in environ
+
+
+def test_a_sender_stopped_mid_delivery_hands_it_on(
+    live_stack: LiveStack, hooked_client: tuple[str, str], webhook_sender: Process, tmp_path: Path
+) -> None:
+    # A rolling update sends SIGTERM while a receiver is slow: the delivery in
+    # flight ends (at its timeout), is queued again, and the next sender sends it.
+    key, secret = hooked_client
+    with receiver(hold=True) as hook:
+        assert _submit(live_stack, key, webhook=hook.url()).json()["status"] == "succeeded"
+        hook.wait_for(1)
+        webhook_sender.terminate()
+        assert webhook_sender.wait_exit(timeout=30) == 0
+        assert hook.abandoned == 1
+        hook.hold = False
+        (tmp_path / "successor").mkdir()
+        successor = start_sender(live_stack, tmp_path / "successor")
+        try:
+            first, second = hook.wait_for(2, timeout=60)
+        finally:
+            successor.stop()
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    Webhook(secret).verify(second.body, second.headers)

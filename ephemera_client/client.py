@@ -154,6 +154,7 @@ class Client:
         on_upload: ProgressCallback | None = None,
         reference: Image | None = None,
         consent: bool = False,
+        webhook: str | None = None,
     ) -> Job:
         """Upload ``image`` (bytes, a path or a binary file) to ``task``.
 
@@ -161,6 +162,8 @@ class Client:
         job ended or the wait is over; the job may still be queued or running.
         ``reference`` is the second photo of a two-image task (face_verify),
         ``consent`` states that the people in both photos agreed to it.
+        ``webhook``, an https URL, gets one signed POST when the job ends
+        (the client's webhook secret must exist: ``manage.py webhook_secret``).
         """
         photos: dict[Role, bytes] = {"image": _read_image(image)}
         if reference is not None:
@@ -170,6 +173,8 @@ class Client:
             fields["params"] = json.dumps(dict(params))
         if consent:
             fields["consent"] = "true"
+        if webhook is not None:
+            fields["webhook"] = webhook
         try:
             return self._submit(task, photos, fields, wait=wait, on_upload=on_upload)
         except ApiError as exc:

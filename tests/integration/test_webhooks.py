@@ -17,6 +17,7 @@ import redis
 from standardwebhooks.webhooks import Webhook
 
 from backend.jobs.queue import JOBS_QUEUE, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE
+from ephemera_client import Client, InvalidRequest
 from tests.conftest import portrait
 from tests.harness import Process, manage, start_worker, wait_until
 from tests.integration.helpers import pause_consumers, resume_consumers
@@ -223,3 +224,17 @@ def test_a_sender_stopped_mid_delivery_hands_it_on(
             successor.stop()
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     Webhook(secret).verify(second.body, second.headers)
+
+
+def test_the_python_client_submits_with_a_webhook(
+    live_stack: LiveStack, hooked_client: tuple[str, str]
+) -> None:
+    key, secret = hooked_client
+    with Client(url=live_stack.url, api_key=key) as client, receiver() as hook:
+        job = client.submit("detect", jpeg_bytes(), webhook=hook.url("/from-client"), wait=30)
+        (post,) = hook.wait_for(1, timeout=30)
+        with pytest.raises(InvalidRequest) as refused:
+            client.submit("detect", jpeg_bytes(), webhook="ftp://example.com/hook")
+    assert post.path == "/from-client"
+    assert Webhook(secret).verify(post.body, post.headers)["id"] == job.id
+    assert refused.value.code == "invalid_webhook"

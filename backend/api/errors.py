@@ -11,7 +11,13 @@ import logging
 from typing import Any
 
 import redis
-from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
@@ -67,8 +73,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = exceptions.PermissionDenied()
     if isinstance(exc, RequestDataTooBig):
         return _respond(413, "payload_too_large", "The request body is too large.", None)
-    if isinstance(exc, TooManyFieldsSent):
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
         return _respond(400, "invalid_request", "The request has too many fields.", None)
+    if isinstance(exc, SuspiciousOperation):
+        # What Django's own handler answers 400 to: the client sent it, not our fault.
+        logger.warning("suspicious_request", extra={"error_type": type(exc).__name__})
+        return _respond(400, "malformed_request", "The request body could not be parsed.", None)
     if isinstance(exc, exceptions.ValidationError):
         return _respond(400, "invalid_request", _first_message(exc.detail), exc)
     if isinstance(exc, exceptions.APIException):

@@ -147,6 +147,38 @@ def test_a_database_out_of_reach_is_503_backend_unavailable(web: tuple[Stack, in
         assert http.get("/readyz").status_code == 503
 
 
+@pytest.mark.slow
+def test_a_form_beyond_djangos_limits_is_400_and_the_connection_lives(
+    web: tuple[Stack, int],
+) -> None:
+    # DATA_UPLOAD_MAX_NUMBER_FIELDS (1000) and _FILES (100): a form with more
+    # parts answered 500 internal_error for too many files.
+    stack, port = web
+    photo = ("a.jpg", b"\xff\xd8\xff" + b"\x00" * 64, "image/jpeg")
+    too_many = {
+        "fields": {"files": {"image": photo}, "data": {f"f{i}": "x" for i in range(1001)}},
+        "files": {"files": [("image", photo)] + [(f"x{i}", photo) for i in range(101)]},
+    }
+    auth = {"Authorization": f"Bearer {stack.key}"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=20) as http:
+        for form in too_many.values():
+            answer = http.post("/api/v1/jobs", **form)  # type: ignore[arg-type]
+            error = assert_error(answer, 400, "invalid_request")
+            assert error["message"] == "The request has too many fields."
+            assert http.get("/healthz").status_code == 200
+
+
+def test_a_suspicious_request_is_400_as_django_answers_it() -> None:
+    # Django raises these for a body it will not parse (a multipart parser
+    # that got stuck, ...); Django's own handler answers 400, and so do we.
+    from django.core.exceptions import SuspiciousMultipartForm
+
+    from backend.api.errors import exception_handler
+
+    answer = exception_handler(SuspiciousMultipartForm("stuck"), {})
+    assert (answer.status_code, answer.data["error"]["code"]) == (400, "malformed_request")
+
+
 def test_the_task_catalogue_lists_params_and_limits(alice: Persona) -> None:
     tasks = {task["name"]: task for task in alice.api.get("/api/v1/tasks").json()["tasks"]}
     cartoonize = tasks["cartoonize"]

@@ -19,7 +19,9 @@ from contextlib import contextmanager
 from django.conf import settings
 from rest_framework.request import Request
 
-_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d{1,6})\"?", re.IGNORECASE)
+#: RFC 7240's delta-seconds: digits only, up to the preference's end ("1e9" or
+#: "2.5" are not a wait, rather than a wait of 1 or 2 seconds).
+_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\"?)(\d+)\1\s*(?:[,;]|$)", re.IGNORECASE)
 
 #: Threads of a web process that never wait: health checks, submits, downloads.
 KEPT_THREADS = 2
@@ -45,7 +47,10 @@ def requested_wait(request: Request) -> int:
     match = _WAIT.search(request.META.get("HTTP_PREFER", ""))
     if match is None:
         return 0
-    return min(int(match.group(1)), settings.EPHEMERA_MAX_WAIT)
+    digits = match.group(2)
+    # Python refuses to read a number of thousands of digits; any long one is over the cap.
+    seconds = int(digits) if len(digits) <= 6 else settings.EPHEMERA_MAX_WAIT
+    return min(seconds, settings.EPHEMERA_MAX_WAIT)
 
 
 def share_threads(threads: int) -> None:

@@ -25,7 +25,21 @@ PHOTO = cv2.imencode(".jpg", portrait((96, 96)))[1].tobytes()
 
 @pytest.mark.parametrize(
     ("header", "wait"),
-    [("wait=30", 30), ("respond-async, wait=5", 5), ("wait=99999", 60), ("wait=abc", 0), ("", 0)],
+    [
+        ("wait=30", 30),
+        ("respond-async, wait=5", 5),
+        ("wait=5; handling=lenient", 5),
+        ('wait="7"', 7),
+        ("WAIT = 3", 3),
+        ("wait=99999", 60),
+        ("wait=" + "9" * 5000, 60),
+        ("wait=abc", 0),
+        ("wait=1e9", 0),
+        ("wait=2.5", 0),
+        ('wait="4', 0),
+        ("nowait=5", 0),
+        ("", 0),
+    ],
 )
 def test_the_wait_asked_for_is_read_and_capped(header: str, wait: int) -> None:
     request = APIRequestFactory().get("/", HTTP_PREFER=header)

@@ -51,7 +51,7 @@ _DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
         "The API key is not valid, expired or revoked.",
     ),
     exceptions.MethodNotAllowed: ("method_not_allowed", "This method is not allowed here."),
-    exceptions.NotFound: ("not_found", "Nothing here."),
+    exceptions.NotFound: ("not_found", "Nothing here; see /api/docs/."),
     exceptions.PermissionDenied: ("permission_denied", "You may not do this."),
     exceptions.ParseError: ("malformed_request", "The request body could not be parsed."),
     exceptions.UnsupportedMediaType: (
@@ -117,7 +117,10 @@ def _respond(status_code: int, code: str, message: str, exc: Exception | None) -
 
 
 def _json(status_code: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse(error_body(code, message), status=status_code)
+    # Compact, as DRF renders: one error shape, byte for byte, whoever answers.
+    return JsonResponse(
+        error_body(code, message), status=status_code, json_dumps_params={"separators": (",", ":")}
+    )
 
 
 def coded_json(error: CodedError) -> JsonResponse:
@@ -138,11 +141,11 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Jso
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return _json(status.HTTP_403_FORBIDDEN, "permission_denied", "You may not do this.")
+    return _json(status.HTTP_403_FORBIDDEN, *_DRF_CODES[exceptions.PermissionDenied])
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return _json(status.HTTP_404_NOT_FOUND, "not_found", "Nothing here; see /api/docs/.")
+    return _json(status.HTTP_404_NOT_FOUND, *_DRF_CODES[exceptions.NotFound])
 
 
 def server_error(request: HttpRequest) -> JsonResponse:

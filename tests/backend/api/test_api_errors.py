@@ -31,7 +31,16 @@ def assert_error(response: object, status: int, code: str) -> dict[str, str]:
 
 
 def test_an_unknown_path_is_a_json_404(db: None) -> None:
-    assert_error(Client().get("/nothing/here"), 404, "not_found")
+    answer = Client().get("/nothing/here")
+    assert_error(answer, 404, "not_found")
+    # As DRF renders its own 404: one shape and one message, byte for byte.
+    from rest_framework import exceptions
+    from rest_framework.renderers import JSONRenderer
+
+    from backend.api.errors import exception_handler
+
+    drf = exception_handler(exceptions.NotFound(), {})
+    assert answer.content == JSONRenderer().render(drf.data)
 
 
 def test_a_wrong_method_is_a_json_405(alice: Persona) -> None:

@@ -8,10 +8,18 @@ failure hook, the sweeper and the serializers use them from here.
 
 from __future__ import annotations
 
+import json
+
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     """The body of every error answer, whichever layer gives it."""
     return {"error": {"code": code, "message": message}}
+
+
+def error_json(code: str, message: str) -> bytes:
+    """``error_body`` as the bytes of an answer, compact as DRF renders it, for the
+    layers that answer without DRF (Django's handlers, gunicorn's own refusals)."""
+    return json.dumps(error_body(code, message), separators=(",", ":")).encode()
 
 
 #: The answer's message for a failure of our own: it names nothing of the stack.

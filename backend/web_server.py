@@ -6,7 +6,7 @@ page, and a plain-text log line that names the client's IP. A request that
 fails inside gunicorn is logged with its path, which can hold a job id or a
 result token. Here its lines go through the service's JSON formatter and
 redacting filter (``backend.logs``), the access line is JSON fields, and its
-own answers carry the API's error shape (``backend.errors.error_body``) and
+own answers carry the API's error shape (``backend.errors.error_json``) and
 its log line names neither the address nor the request.
 
 ``bin/ephemera web`` runs gunicorn with ``--config python:backend.web_server``.
@@ -14,7 +14,6 @@ its log line names neither the address nor the request.
 
 from __future__ import annotations
 
-import json
 import logging
 import logging.config
 import os
@@ -25,7 +24,7 @@ from gunicorn import glogging, util
 from gunicorn.http import errors
 from gunicorn.workers.gthread import ThreadWorker
 
-from backend.errors import SERVER_FAILURE, error_body
+from backend.errors import SERVER_FAILURE, error_json
 from backend.logs import logging_config
 
 #: Our own failure: status, reason, code, message.
@@ -135,7 +134,7 @@ class Worker(ThreadWorker):
             self.log.error("http_failed", extra={"error_type": type(exc).__name__})
         else:
             self.log.info("http_refused", extra={"status": status, "code": code})
-        body = json.dumps(error_body(code, message)).encode()
+        body = error_json(code, message)
         head = "".join(
             f"{line}\r\n"
             for line in (

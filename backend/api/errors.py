@@ -19,11 +19,17 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.db import DatabaseError
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from backend.errors import SERVER_FAILURE, CodedError, backend_unavailable, error_body
+from backend.errors import (
+    SERVER_FAILURE,
+    CodedError,
+    backend_unavailable,
+    error_body,
+    error_json,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -116,16 +122,16 @@ def _respond(status_code: int, code: str, message: str, exc: Exception | None) -
 # --- Django-level handlers (outside DRF views) ------------------------------------
 
 
-def _json(status_code: int, code: str, message: str) -> JsonResponse:
-    # Compact, as DRF renders: one error shape, byte for byte, whoever answers.
-    return JsonResponse(
-        error_body(code, message), status=status_code, json_dumps_params={"separators": (",", ":")}
+def error_response(status_code: int, code: str, message: str) -> HttpResponse:
+    """An error answered outside DRF, in the one shape."""
+    return HttpResponse(
+        error_json(code, message), status=status_code, content_type="application/json"
     )
 
 
-def coded_json(error: CodedError) -> JsonResponse:
+def coded_json(error: CodedError) -> HttpResponse:
     """A ``CodedError`` answered outside DRF (middleware), ``Retry-After`` included."""
-    response = _json(error.status, error.code, error.message)
+    response = error_response(error.status, error.code, error.message)
     if error.retry_after is not None:
         response["Retry-After"] = _whole_seconds(error.retry_after)
     return response
@@ -136,21 +142,23 @@ def _whole_seconds(seconds: float) -> str:
     return str(max(1, int(seconds + 0.999)))
 
 
-def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return _json(status.HTTP_400_BAD_REQUEST, "invalid_request", "The request is malformed.")
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(
+        status.HTTP_400_BAD_REQUEST, "invalid_request", "The request is malformed."
+    )
 
 
-def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return _json(status.HTTP_403_FORBIDDEN, *_DRF_CODES[exceptions.PermissionDenied])
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(status.HTTP_403_FORBIDDEN, *_DRF_CODES[exceptions.PermissionDenied])
 
 
-def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return _json(status.HTTP_404_NOT_FOUND, *_DRF_CODES[exceptions.NotFound])
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(status.HTTP_404_NOT_FOUND, *_DRF_CODES[exceptions.NotFound])
 
 
-def server_error(request: HttpRequest) -> JsonResponse:
-    return _json(500, "internal_error", SERVER_FAILURE)
+def server_error(request: HttpRequest) -> HttpResponse:
+    return error_response(500, "internal_error", SERVER_FAILURE)
 
 
-def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
-    return _json(status.HTTP_403_FORBIDDEN, "csrf_failed", "CSRF check failed.")
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    return error_response(status.HTTP_403_FORBIDDEN, "csrf_failed", "CSRF check failed.")

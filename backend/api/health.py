@@ -10,8 +10,8 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from backend.api.errors import error_response
 from backend.ephemeral.connection import client
-from backend.errors import error_body
 from backend.metrics import RedisCollector
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,5 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if token is not None:
         presented = request.META.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(presented.encode(), token.encode()):
-            return JsonResponse(
-                error_body("not_authenticated", "Metrics need a token."), status=401
-            )
+            return error_response(401, "not_authenticated", "Metrics need a token.")
     return HttpResponse(generate_latest(_registry), content_type=CONTENT_TYPE_LATEST)

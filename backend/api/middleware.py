@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import redis
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
 from backend import abuse, metrics
 from backend.api.errors import ApiError, coded_json
@@ -106,7 +106,7 @@ class ApiGuardMiddleware:
         return response
 
 
-def _too_many(code: str, message: str, retry_after: float) -> JsonResponse:
+def _too_many(code: str, message: str, retry_after: float) -> HttpResponse:
     if code == "temporarily_blocked":
         metrics.inc("ephemera_blocked_total")
     return coded_json(ApiError(429, code, message, retry_after=retry_after))

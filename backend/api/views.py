@@ -91,7 +91,14 @@ class JobDetailView(APIView):
             record, status_code=status.HTTP_200_OK, wait=wait, declined=asked > wait
         )
 
-    @extend_schema(responses={204: None}, summary="Delete everything about a job now")
+    @extend_schema(
+        responses={204: None},
+        summary="Delete everything about a job now",
+        description=(
+            "Purges the upload, the result and its token. A queued or running job ends "
+            "`cancelled`; a job that had ended keeps its status, without a result."
+        ),
+    )
     def delete(self, request: Request, job_id: str) -> Response:
         services.job_delete(client=api_client(request), job_id=job_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

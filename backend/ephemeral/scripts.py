@@ -56,27 +56,39 @@ return redis.call('HGETALL', KEYS[1])
 # KEYS: job, events, input, reference. ARGV: cancelled status, tombstone ttl,
 #       now, result key prefix, events maxlen, terminal statuses
 #       (comma-separated), the record's accounted field.
-# DELETE: purge the payloads and leave only a tombstone saying `cancelled`, so a
-# queued delivery finds nothing to run and a running one cannot publish. The
-# tombstone of a job that had ended is accounted for already: the DELETE ends
-# nothing. Returns the record as it was before, or nil when there was none.
+# DELETE: purge the payloads and leave only a tombstone, so a queued delivery
+# finds nothing to run and a running one cannot publish. An active job's
+# tombstone says `cancelled`; a job that had ended keeps its end (status, error
+# and finish time; its durable trace tells the same once the tombstone is
+# gone) and is accounted for already: the DELETE ends nothing. Returns the
+# record as it was before, or nil when there was none.
 CANCEL = """
 local before = redis.call('HGETALL', KEYS[1])
 if #before == 0 then return false end
 local status = redis.call('HGET', KEYS[1], 'status')
+local ended = false
+for name in string.gmatch(ARGV[6], '[^,]+') do
+  if name == status then ended = true end
+end
 local token_hash = redis.call('HGET', KEYS[1], 'result_token_hash')
 local owner = redis.call('HGET', KEYS[1], 'owner')
 local task = redis.call('HGET', KEYS[1], 'task') or ''
 local created = redis.call('HGET', KEYS[1], 'created_at') or ARGV[3]
+local finished = redis.call('HGET', KEYS[1], 'finished_at') or ARGV[3]
+local error_code = redis.call('HGET', KEYS[1], 'error_code') or ''
+local error_message = redis.call('HGET', KEYS[1], 'error_message') or ''
 if token_hash then redis.call('DEL', ARGV[4] .. token_hash) end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'owner', owner, 'task', task,
-           'created_at', created, 'expires_at', ARGV[3], 'finished_at', ARGV[3])
-for name in string.gmatch(ARGV[6], '[^,]+') do
-  if name == status then redis.call('HSET', KEYS[1], ARGV[7], '1') end
+if ended then
+  redis.call('HSET', KEYS[1], 'status', status, 'owner', owner, 'task', task,
+             'created_at', created, 'expires_at', ARGV[3], 'finished_at', finished,
+             'error_code', error_code, 'error_message', error_message, ARGV[7], '1')
+else
+  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'owner', owner, 'task', task,
+             'created_at', created, 'expires_at', ARGV[3], 'finished_at', ARGV[3])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'status', ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'status', ended and status or ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return before
 """

@@ -236,7 +236,8 @@ def reveal_token(record: JobRecord) -> str | None:
 
 
 def cancel_job(job_id: str, *, tombstone_ttl: int) -> JobRecord | None:
-    """Purge uploads, result and events now; leave a `cancelled` tombstone.
+    """Purge uploads, result and events now; leave a tombstone: `cancelled` for an
+    active job, its own end for one that had ended.
 
     Returns the record as it was before, or None when there was no job.
     """

@@ -148,6 +148,31 @@ def test_cancel_purges_payloads_and_a_cancelled_job_never_publishes(
     assert redis_conn.ttl(keys.job_key(job_id)) > 0
 
 
+def test_deleting_an_ended_job_purges_it_and_keeps_its_end(redis_conn: redis.Redis) -> None:
+    # A tombstone saying `cancelled` rewrote the end of a job that had succeeded
+    # or failed, and the status flipped back once the job's trace answered for it.
+    done, failed = new_job(), new_job()
+    for job_id in (done, failed):
+        claim(job_id)
+    publish(done, b"result")
+    store.transition(
+        failed,
+        expected=("running",),
+        new="failed",
+        fields={"error_code": "time_limit", "error_message": "late", "finished_at": time.time()},
+        ttl=60,
+    )
+    for job_id, end, code in ((done, "succeeded", None), (failed, "failed", "time_limit")):
+        ended = store.get_job(job_id)
+        before = store.cancel_job(job_id, tombstone_ttl=60)
+        assert before is not None and before.status == end
+        tombstone = store.get_job(job_id)
+        assert (tombstone.status, tombstone.error_code) == (end, code)
+        assert tombstone.finished_at == ended.finished_at
+        assert tombstone.accounted and tombstone.result_token_sealed is None
+    assert not list(redis_conn.scan_iter(match="eph:res:*"))
+
+
 def test_a_lost_job_is_written_back_only_where_redis_has_no_record(
     redis_conn: redis.Redis,
 ) -> None:

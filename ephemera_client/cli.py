@@ -43,6 +43,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from ephemera_client import checks
 from ephemera_client.client import Client
 from ephemera_client.errors import (
     ApiError,
@@ -51,7 +52,7 @@ from ephemera_client.errors import (
     RateLimited,
     ServiceUnavailable,
 )
-from ephemera_client.models import Job
+from ephemera_client.models import Job, Task
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXTENSIONS = {
@@ -63,6 +64,10 @@ EXTENSIONS = {
 #: Submits refused with 429 (rate, jobs in flight) or 503 (a backend restarting;
 #: no job was made) are retried after ``Retry-After``, this many times.
 SUBMIT_RETRIES = 5
+#: The longest ``Retry-After`` a submit waits out. A longer one (a temporary
+#: block, an exhausted hourly allowance) ends the file with its error at once,
+#: instead of a command that sleeps for an hour and says nothing.
+MAX_RETRY_WAIT = 60
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -368,6 +373,10 @@ def _run(client: Client, args: argparse.Namespace, err: Console) -> int:
             markup=False,
         )
         return EXIT_USAGE
+    task = next((task for task in client.tasks() if task.name == args.task), None)
+    if task is None:
+        err.print(f"ephemera: there is no task {args.task!r}; `ephemera tasks` lists them")
+        return EXIT_USAGE
     interactive = err.is_terminal and not args.json
     jobs = Jobs()
     outcomes: list[Outcome] = []
@@ -379,7 +388,16 @@ def _run(client: Client, args: argparse.Namespace, err: Console) -> int:
         step = 1 if interactive else 60
         futures: list[Future[Outcome]] = [
             pool.submit(
-                _run_one, client, args, params, path, jobs=jobs, display=display, row=row, step=step
+                _run_one,
+                client,
+                args,
+                params,
+                path,
+                task=task,
+                jobs=jobs,
+                display=display,
+                row=row,
+                step=step,
             )
             # Every file has its row from the start, waiting for a free slot.
             for path, row in [(path, display.add(path.name)) for path in args.files]
@@ -426,6 +444,7 @@ def _run_one(
     params: dict[str, Any],
     path: Path,
     *,
+    task: Task,
     jobs: Jobs,
     display: Display,
     row: TaskID,
@@ -439,6 +458,10 @@ def _run_one(
     label = escape(path.name)
     display.update(row, description=f"{label}: upload", waiting=False, t0=time.monotonic())
     try:
+        refused = _refused_here(task, path, args.reference)
+        if refused is not None:
+            outcome.error = refused
+            return outcome
         job = _submit(client, args, path, params, display=display, row=row)
         if not jobs.started(client, job.id):
             outcome.error = "interrupted"
@@ -478,6 +501,15 @@ def _run_one(
     return outcome
 
 
+def _refused_here(task: Task, *photos: Path | None) -> str | None:
+    """What the service would refuse of these photos, said without uploading them."""
+    for photo in photos:
+        if photo is not None and (refused := checks.refusal(photo.read_bytes(), task)):
+            code, message = refused
+            return f"{code}: {photo.name}: {message}; not uploaded"
+    return None
+
+
 def _submit(
     client: Client,
     args: argparse.Namespace,
@@ -500,9 +532,9 @@ def _submit(
                 consent=args.consent,
             )
         except (RateLimited, ServiceUnavailable) as exc:
-            if attempt == SUBMIT_RETRIES:
-                raise
             delay = exc.retry_after or 1
+            if attempt == SUBMIT_RETRIES or delay > MAX_RETRY_WAIT:
+                raise
             why = "rate limited" if isinstance(exc, RateLimited) else "service busy"
             display.update(row, description=f"{escape(path.name)}: {why}, retry in {delay:g}s")
             time.sleep(delay)

@@ -144,6 +144,71 @@ def test_two_inputs_for_one_result_file_are_refused_before_any_upload(
     assert not list(redis_conn.scan_iter("eph:job:*"))
 
 
+def test_a_photo_the_service_would_refuse_is_never_uploaded(
+    stack: LiveStack, tmp_path: Path, redis_conn: redis.Redis
+) -> None:
+    # A phone's HEIC photos, refused one after another, used to block the key
+    # and the IP for an hour (three rejected uploads in a row).
+    for index in range(3):
+        heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 512
+        (tmp_path / f"IMG_{index}.HEIC").write_bytes(heic)
+    (tmp_path / "big.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 16 * 1024 * 1024)
+    photo_file(tmp_path)
+    refused = ["IMG_0.HEIC", "IMG_1.HEIC", "IMG_2.HEIC", "big.jpg"]
+
+    done = ephemera(stack, "run", "detect", *refused, "photo.jpg", "--json", cwd=tmp_path)
+
+    lines = {Path(line["file"]).name: line for line in map(json.loads, done.stdout.splitlines())}
+    assert done.returncode == 1
+    for name in refused:
+        assert lines[name]["job"] is None
+        assert lines[name]["error"].endswith("not uploaded")
+    assert lines["IMG_0.HEIC"]["error"].startswith("unsupported_media_type: IMG_0.HEIC")
+    assert lines["big.jpg"]["error"].startswith("payload_too_large: big.jpg")
+    assert lines["photo.jpg"]["status"] == "succeeded"
+    assert len(list(redis_conn.scan_iter("eph:job:*"))) == 1
+    assert not list(redis_conn.scan_iter("ephops:*block*"))
+
+
+def test_a_block_ends_the_run_at_once_instead_of_waiting_an_hour(
+    stack: LiveStack, tmp_path: Path, redis_conn: redis.Redis, worker: Worker
+) -> None:
+    # The block starts while the first of two photos waits in the queue: the
+    # second's submit answers 429 with Retry-After near 3600, which the command
+    # slept through (five times) before giving up.
+    from backend.ephemeral import keys
+    from backend.pseudonyms import client_subject
+
+    names = [photo_file(tmp_path, f"p{i}.jpg").name for i in range(2)]
+    key = manage(stack.env, "create_api_key", "--name", "blocked-cli", "--tier", "free").strip()
+    pause_consumers(worker)
+    try:
+        command = subprocess.Popen(
+            [*ephemera_command(), "run", "detect", *names, "--json", "-j", "1"],
+            cwd=tmp_path,
+            env=cli_env(stack, EPHEMERA_API_KEY=key),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        (job_key,) = wait_until(
+            lambda: list(redis_conn.scan_iter("eph:job:*")), timeout=30, message="no job"
+        )
+        owner = redis_conn.hget(job_key, "owner").decode()  # type: ignore[union-attr]
+        redis_conn.set(keys.block_key(client_subject(owner)), b"1", ex=3600)
+    finally:
+        resume_consumers(worker)
+    try:
+        out, _ = command.communicate(timeout=60)
+    finally:
+        command.kill()
+
+    assert command.returncode == 1
+    errors = [json.loads(line)["error"] for line in out.splitlines()]
+    assert len(errors) == 2
+    assert all(error.startswith("temporarily_blocked") for error in errors), errors
+
+
 def test_a_failure_is_reported_with_its_code_and_exit_status(
     stack: LiveStack, tmp_path: Path
 ) -> None:

@@ -242,6 +242,11 @@
       showError(error);
       return;
     }
+    const refused = await refusal(currentTask(), el.image.files[0]);
+    if (refused) {
+      showError(refused);
+      return;
+    }
     await forgetResult();
     state.busy = true;
     updateSubmit();
@@ -270,6 +275,30 @@
       updateSubmit();
     }
   });
+
+  /** The file's format, from its first bytes, named as the catalogue names formats. */
+  async function photoKind(file) {
+    const head = new Uint8Array(await file.slice(0, 12).arrayBuffer());
+    const startsWith = (bytes, at) => bytes.every((byte, i) => head[at + i] === byte);
+    if (startsWith([0xff, 0xd8, 0xff], 0)) return "image/jpeg";
+    if (startsWith([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 0)) return "image/png";
+    if (startsWith([0x52, 0x49, 0x46, 0x46], 0) && startsWith([0x57, 0x45, 0x42, 0x50], 8)) return "image/webp";
+    return null;
+  }
+
+  /** Why the task would refuse this file, said before anything is sent; null if it may go.
+   * A photo the service cannot use has no reason to leave this device, and refused
+   * uploads in a row block the key, and this network's address, for an hour. */
+  async function refusal(task, file) {
+    if (file.size > task.max_bytes) {
+      const limit = Math.floor(task.max_bytes / (1024 * 1024)) + " MB";
+      return new ApiError(0, "payload_too_large", "The photo is larger than " + limit + "; it was not sent.");
+    }
+    if (!task.accepted_formats.includes(await photoKind(file))) {
+      return new ApiError(0, "unsupported_media_type", "This file is not a JPEG, PNG or WebP photo; it was not sent.");
+    }
+    return null;
+  }
 
   /** The photo as an upload envelope for the active worker key. The one-time reply
    * key's private half cannot leave WebCrypto and stays in memory until the one

@@ -291,17 +291,38 @@ def test_without_a_published_key_the_page_sends_the_photo_as_before(
     assert job["e2e"] is False
 
 
-def test_a_file_the_worker_cannot_decode_is_refused_with_its_reason(
-    live_stack: LiveStack, browser: WebDriver, tmp_path: Path
+@pytest.mark.parametrize(
+    ("name", "data", "code"),
+    [
+        ("notes.jpg", b"not a photo at all\n" * 100, "unsupported_media_type"),
+        (
+            "IMG_0001.HEIC",
+            b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(512),
+            "unsupported_media_type",
+        ),
+        ("huge.jpg", b"\xff\xd8\xff" + bytes(16 * 1024 * 1024), "payload_too_large"),
+    ],
+)
+def test_a_file_the_task_would_refuse_is_refused_here_and_never_sent(
+    live_stack: LiveStack,
+    browser: WebDriver,
+    redis_conn: redis.Redis,
+    tmp_path: Path,
+    name: str,
+    data: bytes,
+    code: str,
 ) -> None:
-    # Encrypted, the web cannot see that this is no image: the worker finds out.
-    not_a_photo = tmp_path / "notes.jpg"
-    not_a_photo.write_bytes(b"not a photo at all\n" * 100)
+    # Encrypted, the web cannot see what the file is, and refused uploads in a
+    # row block the key and the address: the page looks at the bytes first.
+    not_a_photo = tmp_path / name
+    not_a_photo.write_bytes(data)
     upload_a_photo(browser, live_stack.url, live_stack.key, not_a_photo)
 
     error = wait_for(browser, expected_conditions.visibility_of_element_located((By.ID, "error")))
-    wait_for(browser, lambda _: "(unsupported_media_type)" in error.text)
-    assert "failed" in browser.find_element(By.ID, "status").text
+    wait_for(browser, lambda _: f"({code})" in error.text)
+    assert "not sent" in error.text
+    assert not [url for url in requested_urls(browser) if url.endswith("/api/v1/jobs")]
+    assert not list(redis_conn.scan_iter("eph:job:*"))
     assert not browser.find_element(By.ID, "result-image").is_displayed()
 
 

@@ -458,11 +458,15 @@ def _run_one(
     label = escape(path.name)
     display.update(row, description=f"{label}: upload", waiting=False, t0=time.monotonic())
     try:
-        refused = _refused_here(task, path, args.reference)
+        image = path.read_bytes()
+        reference = args.reference.read_bytes() if args.reference else None
+        refused = _refused_here(task, [(path, image), (args.reference, reference)])
         if refused is not None:
             outcome.error = refused
             return outcome
-        job = _submit(client, args, path, params, display=display, row=row)
+        job = _submit(
+            client, args, path, params, image=image, reference=reference, display=display, row=row
+        )
         if not jobs.started(client, job.id):
             outcome.error = "interrupted"
             return outcome
@@ -501,12 +505,12 @@ def _run_one(
     return outcome
 
 
-def _refused_here(task: Task, *photos: Path | None) -> str | None:
+def _refused_here(task: Task, photos: Sequence[tuple[Path | None, bytes | None]]) -> str | None:
     """What the service would refuse of these photos, said without uploading them."""
-    for photo in photos:
-        if photo is not None and (refused := checks.refusal(photo.read_bytes(), task)):
+    for path, data in photos:
+        if path is not None and data is not None and (refused := checks.refusal(data, task)):
             code, message = refused
-            return f"{code}: {photo.name}: {message}; not uploaded"
+            return f"{code}: {path.name}: {message}; not uploaded"
     return None
 
 
@@ -516,16 +520,16 @@ def _submit(
     path: Path,
     params: dict[str, Any],
     *,
+    image: bytes,
+    reference: bytes | None,
     display: Display,
     row: TaskID,
 ) -> Job:
-    data = path.read_bytes()
-    reference = args.reference.read_bytes() if args.reference else None
     for attempt in range(SUBMIT_RETRIES + 1):
         try:
             return client.submit(
                 args.task,
-                data,
+                image,
                 params,
                 on_upload=lambda done, total: display.update(row, completed=done, total=total),
                 reference=reference,

@@ -21,6 +21,7 @@ from celery import Celery  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from backend.jobs.queue import (  # noqa: E402
+    DELIVER_WEBHOOK,
     MAINTENANCE_QUEUE,
     WEBHOOKS_QUEUE,
     broker_settings,
@@ -52,10 +53,7 @@ app.conf.update(
             name: {"queue": MAINTENANCE_QUEUE}
             for name in ("workers.sweep", "workers.privacy_audit", "workers.audit_purge")
         },
-        **{
-            name: {"queue": WEBHOOKS_QUEUE}
-            for name in ("workers.deliver_webhook", "workers.webhook_due")
-        },
+        **{name: {"queue": WEBHOOKS_QUEUE} for name in (DELIVER_WEBHOOK, "workers.webhook_due")},
     },
     beat_schedule={
         "sweep": {"task": "workers.sweep", "schedule": 60.0, "options": {"expires": 55}},

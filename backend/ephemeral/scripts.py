@@ -74,21 +74,23 @@ local token_hash = redis.call('HGET', KEYS[1], 'result_token_hash')
 local owner = redis.call('HGET', KEYS[1], 'owner')
 local task = redis.call('HGET', KEYS[1], 'task') or ''
 local created = redis.call('HGET', KEYS[1], 'created_at') or ARGV[3]
-local finished = redis.call('HGET', KEYS[1], 'finished_at') or ARGV[3]
-local error_code = redis.call('HGET', KEYS[1], 'error_code') or ''
-local error_message = redis.call('HGET', KEYS[1], 'error_message') or ''
+local kept = {}
+if ended then
+  for _, name in ipairs({'finished_at', 'error_code', 'error_message'}) do
+    local value = redis.call('HGET', KEYS[1], name)
+    if value then table.insert(kept, name); table.insert(kept, value) end
+  end
+  table.insert(kept, ARGV[7]); table.insert(kept, '1')
+else
+  status = ARGV[1]
+end
 if token_hash then redis.call('DEL', ARGV[4] .. token_hash) end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-if ended then
-  redis.call('HSET', KEYS[1], 'status', status, 'owner', owner, 'task', task,
-             'created_at', created, 'expires_at', ARGV[3], 'finished_at', finished,
-             'error_code', error_code, 'error_message', error_message, ARGV[7], '1')
-else
-  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'owner', owner, 'task', task,
-             'created_at', created, 'expires_at', ARGV[3], 'finished_at', ARGV[3])
-end
+redis.call('HSET', KEYS[1], 'status', status, 'owner', owner, 'task', task,
+           'created_at', created, 'expires_at', ARGV[3], 'finished_at', ARGV[3])
+if #kept > 0 then redis.call('HSET', KEYS[1], unpack(kept)) end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'status', ended and status or ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'status', status)
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return before
 """
